@@ -194,6 +194,25 @@ def verdict(rows):
     return "not comparable"
 
 
+def summary_line(rows):
+    """One line that says how the check ended and, on failure, where."""
+    outcome = verdict(rows)
+    if outcome == "pass":
+        return "check passed: every published figure is reproduced"
+    if outcome == "not comparable":
+        return (
+            "check not comparable: these results use other parameters than the "
+            "published configuration, so nothing was compared"
+        )
+    failed = [
+        f"{r['experiment']}: {r['figure']} (published {_number(r['published'])}, "
+        f"reproduced {_number(r['reproduced'])})"
+        for r in rows
+        if r["verdict"] == "MISMATCH"
+    ]
+    return "check FAILED: " + "; ".join(failed)
+
+
 def format_table(rows):
     """The check as a plain-text table, one section per experiment."""
     header = ("figure", "published", "reproduced", "difference", "verdict", "true")

