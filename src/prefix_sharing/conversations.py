@@ -219,12 +219,10 @@ def _decode_one(decoder, stream, index):
         try:
             value, end = decoder.raw_decode(stream.buffer, stream.pos)
         except json.JSONDecodeError as error:
-            maybe_incomplete = error.msg.startswith("Unterminated string") or (
-                error.pos >= len(stream.buffer) - _INCOMPLETE_MARGIN
-            )
-            if maybe_incomplete and stream.read_more(index):
+            if not stream.eof and _may_go_on(error, _INCOMPLETE_MARGIN):
+                stream.read_more(index)
                 continue
-            if maybe_incomplete:
+            if stream.eof and _may_go_on(error, 0):
                 return None, True
             record_id = _record_id_hint(stream.buffer[stream.pos:])
             raise InputError(
@@ -240,6 +238,20 @@ def _decode_one(decoder, stream, index):
                 continue
         stream.pos = end
         return value, False
+
+
+def _may_go_on(error, margin):
+    """Whether more text after the buffer's end could make ``error`` go away.
+
+    With ``margin`` 0 this is exact at the end of a file: only an unterminated
+    string, or a document that stops in the middle of a token, is cut off.
+    """
+    if error.msg.startswith("Unterminated string"):
+        return True
+    rest = error.doc[error.pos:].rstrip()
+    if len(rest) <= margin:
+        return True
+    return rest in ("t", "tr", "tru", "f", "fa", "fal", "fals", "n", "nu", "nul")
 
 
 def read_conversations(path, limit=None, drop_line_separators=False):
