@@ -165,6 +165,7 @@ def run_replay(args):
     tokens_dir, out_dir = Path(args.tokens), Path(args.out)
     _check_writable(out_dir)
     loaded = {}
+    all_totals = {}
     for name in args.experiments:
         kind, caching = EXPERIMENTS[name]
         if kind not in loaded:
@@ -191,13 +192,15 @@ def run_replay(args):
         }
         write_json(out_dir / f"{name}.json", document)
         write_json(out_dir / f"{name}.requests.json", per_request)
-        totals = result["totals"]
+        totals = all_totals[name] = result["totals"]
         if totals["not_admitted"]:
             log.warning(
                 "%s: %d of %d requests never fit in %d GPU blocks and were not "
                 "admitted",
                 name, totals["not_admitted"], totals["requests"], args.gpu_blocks,
             )
+    # The totals alone, for `dvc metrics show` and `dvc metrics diff`.
+    write_json(out_dir / "metrics.json", all_totals)
 
 
 def _trace_description(summary):
@@ -227,6 +230,13 @@ def run_check(args):
         with atomic_file(args.table) as handle:
             handle.write(report + "\n")
     return 1 if outcome == "fail" else 0
+
+
+def run_plots(args):
+    from prefix_sharing.plots import draw_all
+
+    draw_all(args.results, args.out)
+    log.info("wrote plots to %s", args.out)
 
 
 def run_published(args):
@@ -333,6 +343,11 @@ def build_parser():
     stage.add_argument("--out", help="also write the check as JSON here")
     stage.add_argument("--table", help="also write the printed table here")
     stage.set_defaults(run=run_check)
+
+    stage = commands.add_parser("plots", help="draw the figures of the results")
+    stage.add_argument("--results", default="results", help="results folder")
+    stage.add_argument("--out", default="results/plots", help="folder of the figures")
+    stage.set_defaults(run=run_plots)
 
     stage = commands.add_parser(
         "published", help="derive published.json from the study's output files"
