@@ -4,7 +4,8 @@
 own output files by ``derive_published``. Counts must match exactly and
 fractions within ``FRACTION_TOLERANCE``. The comparison only makes sense for
 the published configuration; for any other, every row reads "not comparable"
-and the check passes, so parameter studies can run the whole pipeline.
+and the check passes, so studies of other data or parameters can run the whole
+pipeline.
 """
 
 import json
@@ -102,10 +103,20 @@ def derive_published(folder):
     }
 
 
+# The records the study read: the first 101 of ShareGPT V3 (one has no
+# message left, so they give 100 conversations), as canonical JSON; the same
+# whether they come from the whole download, the bundled copy or JSON lines.
+PUBLISHED_RECORDS_SHA256 = (
+    "0370a43bd57f2907e39706da3f40a2ef85f190072d3b5b30623cd1d05c912f32"
+)
+
+
 def comparable(result):
-    """Whether a result was produced with the published configuration."""
+    """Whether a result was produced with the published data and configuration."""
     used = result["config"] | result["trace"]
     if any(used.get(key) != value for key, value in PUBLISHED_CONFIG.items()):
+        return False
+    if result["trace"]["data"].get("records_sha256") != PUBLISHED_RECORDS_SHA256:
         return False
     return result["tokenizer"]["name"] in OPT_EQUIVALENTS
 
@@ -201,8 +212,8 @@ def summary_line(rows):
         return "check passed: every published figure is reproduced"
     if outcome == "not comparable":
         return (
-            "check not comparable: these results use other parameters than the "
-            "published configuration, so nothing was compared"
+            "check not comparable: these results come from other data or other "
+            "parameters than the published configuration, so nothing was compared"
         )
     failed = [
         f"{r['experiment']}: {r['figure']} (published {_number(r['published'])}, "

@@ -22,6 +22,7 @@ How each kind of bad input is handled (the one place this rule is written):
 
 import codecs
 import dataclasses
+import hashlib
 import json
 import logging
 import re
@@ -79,6 +80,8 @@ class LoadReport:
     roles: dict = dataclasses.field(default_factory=dict)
     cut_off: bool = False
     byte_order_mark: bool = False
+    # Identifies the records read, whatever the file's format or layout.
+    records_sha256: str = ""
 
     def as_dict(self):
         data = dataclasses.asdict(self)
@@ -269,6 +272,7 @@ def read_conversations(path, limit=None, drop_line_separators=False):
     roles = Counter()
     seen_ids = set()
     conversations = []
+    fingerprint = hashlib.sha256()
     records = iter_records(path)
     while limit is None or len(conversations) < limit:
         try:
@@ -277,6 +281,7 @@ def read_conversations(path, limit=None, drop_line_separators=False):
             report.cut_off, report.byte_order_mark = stop.value
             break
         report.records_read += 1
+        fingerprint.update(_canonical(record))
         conversation = _to_conversation(
             path, index, record, len(conversations), drop_line_separators, report,
             roles,
@@ -292,6 +297,7 @@ def read_conversations(path, limit=None, drop_line_separators=False):
         records.close()
     report.conversations_kept = len(conversations)
     report.roles = dict(roles)
+    report.records_sha256 = fingerprint.hexdigest()
     if report.cut_off:
         log.warning(
             "%s is cut off inside record %d; kept the %d complete records before it",
@@ -303,6 +309,11 @@ def read_conversations(path, limit=None, drop_line_separators=False):
         " (file cut off)" if report.cut_off else "",
     )
     return conversations, report
+
+
+def _canonical(record):
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return text.encode("utf-8", "surrogatepass") + b"\n"
 
 
 def _to_conversation(path, index, record, kept_index, drop_separators, report, roles):
