@@ -62,9 +62,20 @@ def check(c):
     sys.exit(result.exited)
 
 
+def _valid_params():
+    from prefix_sharing.errors import UserError
+    from prefix_sharing.params import validate_file
+
+    try:
+        validate_file(ROOT / "params.yaml")
+    except UserError as error:
+        sys.exit(f"error: {error}")
+
+
 @task(pre=[data])
 def reproduce(c):
     """The whole study: data, traces, replay, check; exits 0 only on a match."""
+    _valid_params()
     _dvc_ready(c)
     c.run("dvc repro")
     table = ROOT / "results" / "check.txt"

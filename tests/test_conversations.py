@@ -3,8 +3,8 @@
 import json
 
 import pytest
-
 from conftest import conversation
+
 from prefix_sharing.conversations import read_conversations
 from prefix_sharing.errors import InputError
 

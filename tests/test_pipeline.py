@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
+
 from prefix_sharing.conversations import iter_records
 from prefix_sharing.datafile import bundled_path
 

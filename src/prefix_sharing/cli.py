@@ -10,6 +10,7 @@ import argparse
 import logging
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -18,6 +19,13 @@ from prefix_sharing import conversations, token_store, traces
 from prefix_sharing.datafile import bundled_path
 from prefix_sharing.errors import UserError
 from prefix_sharing.outputs import atomic_file, read_json, write_json
+from prefix_sharing.params import (
+    fraction,
+    integer,
+    non_negative_float,
+    optional_count,
+    positive_float,
+)
 from prefix_sharing.tokenizer import OFFLINE_OPT, load_tokenizer
 
 log = logging.getLogger("prefix_sharing")
@@ -30,60 +38,6 @@ EXPERIMENTS = {
     "multi_turn_no_caching": ("multi_turn", False),
     "single_turn_no_caching": ("single_turn", False),
 }
-
-
-# --- argument types: reject bad parameters before any work starts ----------
-
-
-def _integer(minimum):
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is below the minimum {minimum}")
-        return value
-
-    return parse
-
-
-def _optional_count(text):
-    """A count >= 0, or 'all' for no limit."""
-    if text in ("all", "none", "None"):
-        return None
-    return _integer(0)(text)
-
-
-def _fraction(text):
-    value = _number(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"{value} is not in [0, 1)")
-    return value
-
-
-def _number(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
-
-
-def _positive_float(text):
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be above 0")
-    return value
-
-
-def _non_negative_float(text):
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must not be negative")
-    return value
 
 
 def _experiments(text):
@@ -165,11 +119,14 @@ def run_replay(args):
     tokens_dir, out_dir = Path(args.tokens), Path(args.out)
     _check_writable(out_dir)
     loaded = {}
+    for name in args.experiments:
+        kind, _ = EXPERIMENTS[name]
+        if kind not in loaded:
+            loaded[kind] = token_store.read_tokens(tokens_dir / f"{kind}.tokens")
+            _check_capacity(loaded[kind], args, tokens_dir / f"{kind}.tokens")
     all_totals = {}
     for name in args.experiments:
         kind, caching = EXPERIMENTS[name]
-        if kind not in loaded:
-            loaded[kind] = token_store.read_tokens(tokens_dir / f"{kind}.tokens")
         tokens = loaded[kind]
         log.info("replaying %s", checking.EXPERIMENT_LABELS[name])
         result = replay(
@@ -201,6 +158,21 @@ def run_replay(args):
             )
     # The totals alone, for `dvc metrics show` and `dvc metrics diff`.
     write_json(out_dir / "metrics.json", all_totals)
+
+
+def _check_capacity(tokens, args, path):
+    """Fail before replaying when not even the shortest request could fit."""
+    lengths = tokens.lengths()[: args.requests]
+    if len(lengths) == 0:
+        raise UserError(f"{path}: the trace holds no request to replay")
+    shortest = math.ceil(int(lengths.min()) / args.block_size)
+    usable = args.gpu_blocks - int(args.watermark * args.gpu_blocks)
+    if shortest > usable:
+        raise UserError(
+            f"a GPU cache of {args.gpu_blocks} blocks (with watermark "
+            f"{args.watermark}) holds {usable} blocks for a request, and the "
+            f"shortest request of {path} needs {shortest}: raise gpu_blocks"
+        )
 
 
 def _trace_description(summary):
@@ -275,7 +247,7 @@ def build_parser():
     )
     stage.add_argument("--kind", choices=traces.KINDS, required=True)
     stage.add_argument(
-        "--conversations", type=_optional_count, default=100,
+        "--conversations", type=optional_count, default=100,
         help="conversations to keep, in file order, or 'all' (default 100)",
     )
     stage.add_argument(
@@ -287,11 +259,11 @@ def build_parser():
         help="drop U+2028 from message text (default; the published study's "
         "input had none) or keep the text as it is",
     )
-    stage.add_argument("--arrival-rate", type=_positive_float, default=2.0,
+    stage.add_argument("--arrival-rate", type=positive_float, default=2.0,
                        help="conversations started per second (default 2.0)")
-    stage.add_argument("--seed", type=_integer(0), default=42,
+    stage.add_argument("--seed", type=integer(0), default=42,
                        help="seed of the arrival gaps (default 42)")
-    stage.add_argument("--turn-delay", type=_non_negative_float, default=10.0,
+    stage.add_argument("--turn-delay", type=non_negative_float, default=10.0,
                        help="seconds between turns of a conversation (default 10)")
     stage.add_argument("--out", required=True,
                        help="trace file (.jsonl); its summary goes beside it (.json)")
@@ -314,15 +286,15 @@ def build_parser():
         "--experiments", type=_experiments, default=list(EXPERIMENTS),
         help=f"'all' (default) or comma-separated names from {', '.join(EXPERIMENTS)}",
     )
-    stage.add_argument("--block-size", type=_integer(1), default=16,
+    stage.add_argument("--block-size", type=integer(1), default=16,
                        help="tokens per KV-cache block (default 16)")
-    stage.add_argument("--gpu-blocks", type=_integer(1), default=10_000,
+    stage.add_argument("--gpu-blocks", type=integer(1), default=10_000,
                        help="blocks in the GPU cache (default 10000)")
-    stage.add_argument("--cpu-blocks", type=_integer(0), default=1_000,
+    stage.add_argument("--cpu-blocks", type=integer(0), default=1_000,
                        help="blocks in the CPU swap space (default 1000)")
-    stage.add_argument("--watermark", type=_fraction, default=0.01,
+    stage.add_argument("--watermark", type=fraction, default=0.01,
                        help="share of GPU blocks kept free (default 0.01)")
-    stage.add_argument("--requests", type=_optional_count, default=100,
+    stage.add_argument("--requests", type=optional_count, default=100,
                        help="replay the first N requests of each trace, or 'all' "
                        "(default 100)")
     stage.add_argument(
@@ -358,7 +330,13 @@ def build_parser():
     return parser
 
 
+def _stop_on_sigterm(signum, frame):
+    # Unwind like Ctrl-C, so atomic writes remove their temporary files.
+    raise KeyboardInterrupt
+
+
 def main(argv=None):
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,

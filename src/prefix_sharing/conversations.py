@@ -324,7 +324,7 @@ def _to_conversation(path, index, record, kept_index, drop_separators, report, r
             index,
         )
     raw_id = record.get("id")
-    record_id = str(raw_id) if raw_id is not None else f"#{index}"
+    record_id = str(raw_id) if raw_id is not None else None
     turns = record.get("conversations")
     if not isinstance(turns, list):
         problem = (
@@ -354,7 +354,9 @@ def _to_conversation(path, index, record, kept_index, drop_separators, report, r
         messages.append(Message(role, text))
     if not messages:
         return None
-    return Conversation(record_id, kept_index, tuple(messages))
+    # A record without an id is named by its position in the file.
+    label = record_id if record_id is not None else f"record {index}"
+    return Conversation(label, kept_index, tuple(messages))
 
 
 def _separator_count(message):

@@ -1,0 +1,126 @@
+"""Check parameters before any work starts, on the command line and in params.yaml.
+
+Each parameter has one parsing function; the command line uses them as
+argparse types, and ``validate_file`` applies the same ones to ``params.yaml``,
+so a bad value is reported at once instead of after earlier stages ran.
+"""
+
+import argparse
+import math
+
+
+def integer(minimum):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is below the minimum {minimum}")
+        return value
+
+    return parse
+
+
+def optional_count(text):
+    """A count >= 0, or 'all' for no limit."""
+    if text in ("all", "none", "None"):
+        return None
+    return integer(0)(text)
+
+
+def fraction(text):
+    value = number(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not in [0, 1)")
+    return value
+
+
+def number(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number")
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def positive_float(text):
+    value = number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be above 0")
+    return value
+
+
+def non_negative_float(text):
+    value = number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must not be negative")
+    return value
+
+
+def name_or_path(text):
+    if not str(text).strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return str(text)
+
+
+def choice(*allowed):
+    def parse(text):
+        if str(text) not in allowed:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not one of {', '.join(allowed)}"
+            )
+        return str(text)
+
+    return parse
+
+
+# Every key of params.yaml and how it is checked.
+PARAMS = {
+    "conversations": optional_count,
+    "line_separators": choice("drop", "keep"),
+    "arrival_rate": positive_float,
+    "seed": integer(0),
+    "turn_delay": non_negative_float,
+    "tokenizer": name_or_path,
+    "requests": optional_count,
+    "block_size": integer(1),
+    "gpu_blocks": integer(1),
+    "cpu_blocks": integer(0),
+    "watermark": fraction,
+}
+
+
+def validate(values, source="params.yaml"):
+    """Parsed values of a params mapping; UserError names the first bad one."""
+    from prefix_sharing.errors import UserError
+
+    unknown = sorted(set(values) - set(PARAMS))
+    if unknown:
+        raise UserError(f"{source}: unknown parameter {unknown[0]!r}")
+    parsed = {}
+    for key, parse in PARAMS.items():
+        if key not in values:
+            continue
+        try:
+            parsed[key] = parse(str(values[key]))
+        except argparse.ArgumentTypeError as error:
+            raise UserError(f"{source}: {key}: {error}") from None
+    return parsed
+
+
+def validate_file(path):
+    import yaml
+
+    from prefix_sharing.errors import UserError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            values = yaml.safe_load(handle)
+    except (OSError, yaml.YAMLError) as error:
+        raise UserError(f"{path}: cannot be read as YAML ({error})") from None
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: expected a mapping of parameter names to values")
+    return validate(values, str(path))

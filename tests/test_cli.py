@@ -1,0 +1,161 @@
+"""The command line on bad input: one line naming the problem, status 2,
+nothing written."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import conversation
+
+from prefix_sharing.errors import UserError
+from prefix_sharing.params import validate
+
+
+def cli(*args, cwd, **kwargs):
+    command = [sys.executable, "-m", "prefix_sharing", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, **kwargs)
+
+
+def assert_clean_failure(done, *expected):
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("prefix-sharing: error:") or "error:" in lines[-1]
+    assert "Traceback" not in done.stderr
+    for text in expected:
+        assert text in done.stderr
+
+
+def only_inputs_left(folder, inputs):
+    return sorted(p.name for p in folder.iterdir()) == sorted(inputs)
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"", "the file is empty"),
+        (b"{not json", "record 0: not valid JSON"),
+        (b'{"a": 1}', "record 0: has no 'conversations' list"),
+        (b'[{"id": "x", "conversations": [null]}]',
+         "record 0 (id 'x'): message 0 is null, not an object"),
+        (b"\xff\xfe[]", "invalid UTF-8 at byte 0"),
+    ],
+)
+def test_bad_data_file(tmp_path, content, expected):
+    (tmp_path / "bad.json").write_bytes(content)
+    done = cli("traces", "--kind", "multi_turn", "--data", "bad.json",
+               "--out", "t.jsonl", cwd=tmp_path)
+    assert_clean_failure(done, "bad.json", expected)
+    assert only_inputs_left(tmp_path, ["bad.json"])
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    (tmp_path / "bad.json").write_bytes(b"")
+    done = cli("--debug", "traces", "--kind", "multi_turn", "--data", "bad.json",
+               "--out", "t.jsonl", cwd=tmp_path)
+    assert done.returncode != 0 and "Traceback" in done.stderr
+
+
+def test_fewer_conversations_than_asked(tmp_path):
+    records = [conversation(str(i), ("human", "q"), ("gpt", "a")) for i in range(3)]
+    (tmp_path / "d.json").write_text(json.dumps(records))
+    args = ("traces", "--kind", "single_turn", "--data", "d.json",
+            "--conversations", "5", "--out", "t.jsonl")
+    assert_clean_failure(cli(*args, cwd=tmp_path), "holds only 3", "--allow-fewer")
+    assert only_inputs_left(tmp_path, ["d.json"])
+    done = cli(*args, "--allow-fewer", cwd=tmp_path)
+    assert done.returncode == 0 and "going on with them" in done.stderr
+    assert len((tmp_path / "t.jsonl").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    "flag, value, expected",
+    [
+        ("--block-size", "0", "below the minimum 1"),
+        ("--block-size", "-16", "below the minimum 1"),
+        ("--block-size", "16.5", "not a whole number"),
+        ("--gpu-blocks", "-1", "below the minimum 1"),
+        ("--requests", "-3", "below the minimum 0"),
+        ("--watermark", "1.5", "not in [0, 1)"),
+        ("--watermark", "nan", "not a finite number"),
+    ],
+)
+def test_bad_replay_parameters(tmp_path, flag, value, expected):
+    done = cli("replay", flag, value, "--out", "results", cwd=tmp_path)
+    assert done.returncode == 2 and expected in done.stderr
+    assert only_inputs_left(tmp_path, [])
+
+
+def test_params_file_is_checked_with_the_same_rules():
+    assert validate({"block_size": 32, "requests": "all"}) == {
+        "block_size": 32, "requests": None}
+    for bad, message in [({"block_size": 0}, "block_size: 0 is below"),
+                         ({"watermark": -0.1}, "watermark: -0.1 is not in"),
+                         ({"conversations": -1}, "conversations: -1 is below"),
+                         ({"blocksize": 16}, "unknown parameter 'blocksize'"),
+                         ({"line_separators": "strip"}, "not one of drop, keep")]:
+        with pytest.raises(UserError, match=message):
+            validate(bad)
+
+
+@pytest.fixture(scope="module")
+def tokenized(tmp_path_factory):
+    work = tmp_path_factory.mktemp("tokenized")
+    assert cli("traces", "--kind", "multi_turn", "--conversations", "5",
+               "--out", "traces/multi_turn.jsonl", cwd=work).returncode == 0
+    assert cli("tokenize", "--trace", "traces/multi_turn.jsonl",
+               "--out", "tokens/multi_turn.tokens", cwd=work).returncode == 0
+    return work
+
+
+def test_capacity_too_small_for_any_request(tokenized):
+    done = cli("replay", "--experiments", "multi_turn", "--gpu-blocks", "5",
+               "--block-size", "1",
+               "--out", "small", cwd=tokenized)
+    assert_clean_failure(done, "holds 5 blocks for a request", "raise gpu_blocks")
+    assert not (tokenized / "small" / "multi_turn.json").exists()
+
+
+def test_unknown_tokenizer(tokenized):
+    done = cli("tokenize", "--trace", "traces/multi_turn.jsonl",
+               "--tokenizer", "no/such-tokenizer", "--out", "x.tokens", cwd=tokenized)
+    assert_clean_failure(done, "'no/such-tokenizer' is not available offline")
+    assert not (tokenized / "x.tokens").exists()
+
+
+def test_output_folder_not_writable(tokenized):
+    # Nobody, root included, can create a folder in /proc.
+    done = cli("replay", "--experiments", "multi_turn", "--out",
+               "/proc/prefix-sharing-results", cwd=tokenized)
+    assert_clean_failure(done, "/proc/prefix-sharing-results: cannot create")
+
+
+def test_output_path_is_a_file(tokenized):
+    (tokenized / "taken").write_text("")
+    done = cli("replay", "--experiments", "multi_turn", "--out", "taken/r",
+               cwd=tokenized)
+    assert_clean_failure(done, "cannot create the output folder")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupted_run_leaves_no_partial_output(tmp_path, signum):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefix_sharing", "traces", "--kind", "multi_turn",
+         "--conversations", "all", "--out", "t.jsonl"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    # Interrupt while it writes the trace (it logs after reading the data).
+    while process.poll() is None and not any(tmp_path.iterdir()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert list(tmp_path.iterdir()) == []
+    rerun = cli("traces", "--kind", "multi_turn", "--conversations", "20",
+                "--out", "t.jsonl", cwd=tmp_path)
+    assert rerun.returncode == 0
