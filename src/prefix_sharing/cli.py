@@ -100,14 +100,22 @@ def _portable_report(report, data_argument):
 def run_tokenize(args):
     trace_path = Path(args.trace)
     summary_path = trace_path.with_suffix(".json")
-    requests = traces.read_trace(trace_path)
     summary = read_json(summary_path) if summary_path.exists() else {}
     tokenizer = load_tokenizer(args.tokenizer)
     _check_writable(Path(args.out).parent)
-    log.info("tokenizing %d prompts with %s", len(requests), tokenizer.name)
-    ids = tokenizer.encode([r.prompt for r in requests])
+    log.info("tokenizing %s with %s", trace_path, tokenizer.name)
+    arrays, requests = [], []
+    batch = []
+    for request in traces.iter_trace(trace_path):
+        requests.append((request.conversation_id, request.turn))
+        batch.append(request.prompt)
+        if len(batch) == 4096:
+            arrays.extend(tokenizer.encode_arrays(batch))
+            batch = []
+            log.info("tokenized %d prompts", len(arrays))
+    arrays.extend(tokenizer.encode_arrays(batch))
     packed = token_store.pack(
-        ids, requests, {"tokenizer": tokenizer.description, "trace": summary}
+        arrays, requests, {"tokenizer": tokenizer.description, "trace": summary}
     )
     token_store.write_tokens(args.out, packed)
     log.info("wrote %d prompt tokens to %s", len(packed.ids), args.out)

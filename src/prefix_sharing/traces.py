@@ -123,19 +123,24 @@ def write_trace(path, requests):
             handle.write("\n")
 
 
-def read_trace(path, limit=None):
-    """Read up to ``limit`` requests back from a JSON-lines trace."""
-    requests = []
+def iter_trace(path):
+    """Yield the requests of a JSON-lines trace one at a time."""
     fields = [f.name for f in dataclasses.fields(Request)]
-    with open(path, encoding="utf-8") as handle:
+    try:
+        handle = open(path, encoding="utf-8")
+    except OSError as error:
+        raise InputError(path, f"cannot be read ({error.strerror})") from None
+    with handle:
         for line_number, line in enumerate(handle):
-            if limit is not None and len(requests) >= limit:
-                break
             try:
                 record = json.loads(line)
-                requests.append(Request(**{name: record[name] for name in fields}))
+                yield Request(**{name: record[name] for name in fields})
             except (ValueError, KeyError, TypeError) as error:
                 raise InputError(
                     path, f"not a trace record ({error})", line_number
                 ) from None
-    return requests
+
+
+def read_trace(path):
+    """All requests of a JSON-lines trace."""
+    return list(iter_trace(path))
