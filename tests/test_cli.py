@@ -94,7 +94,11 @@ def test_params_file_is_checked_with_the_same_rules():
     for bad, message in [({"block_size": 0}, "block_size: 0 is below"),
                          ({"watermark": -0.1}, "watermark: -0.1 is not in"),
                          ({"conversations": -1}, "conversations: -1 is below"),
-                         ({"blocksize": 16}, "unknown parameter 'blocksize'"),
+                         ({"blocksize": 16}, "unknown parameter blocksize"),
+                         ({"sweep": {"block_sizes": [8, 0]}},
+                          "sweep.block_sizes: 0 is below the minimum 1"),
+                         ({"sweep": {"capacities": ["lots"]}},
+                          "sweep.capacities: 'lots' is not a whole number"),
                          ({"line_separators": "strip"}, "not one of drop, keep")]:
         with pytest.raises(UserError, match=message):
             validate(bad)

@@ -20,11 +20,14 @@ from prefix_sharing.datafile import bundled_path
 from prefix_sharing.errors import UserError
 from prefix_sharing.outputs import atomic_file, read_json, write_json
 from prefix_sharing.params import (
+    capacity,
     fraction,
     integer,
+    listed,
     non_negative_float,
     optional_count,
     positive_float,
+    trace_kind,
 )
 from prefix_sharing.tokenizer import OFFLINE_OPT, load_tokenizer
 
@@ -212,6 +215,28 @@ def run_check(args):
     return 1 if outcome == "fail" else 0
 
 
+def run_sweep(args):
+    from prefix_sharing import plots, sweep
+
+    out_dir = Path(args.out)
+    _check_writable(out_dir)
+    for kind in args.traces:
+        path = Path(args.tokens) / f"{kind}.tokens"
+        if not path.exists():
+            raise UserError(f"{path}: no tokenized trace; run the tokenize stage")
+    points = sweep.plan(args.traces, args.block_sizes, args.capacities,
+                        args.block_size_capacities, args.base_block_size)
+    log.info("sweeping %d points of %s", len(points), ", ".join(args.traces))
+    figures = sweep.run_all(points, args.tokens, args.watermark, args.workers,
+                            args.ray_address)
+    write_json(out_dir / "metrics.json",
+               {sweep.Point(**{k: f[k] for k in ("trace", "block_size",
+                                                 "capacity_tokens", "caching")}
+                            ).label: f for f in figures})
+    plots.draw_sweep(figures, args.base_block_size, out_dir)
+    log.info("wrote %d sweep points and their plots to %s", len(figures), out_dir)
+
+
 def run_plots(args):
     from prefix_sharing.plots import draw_all
 
@@ -323,6 +348,31 @@ def build_parser():
     stage.add_argument("--out", help="also write the check as JSON here")
     stage.add_argument("--table", help="also write the printed table here")
     stage.set_defaults(run=run_check)
+
+    stage = commands.add_parser(
+        "sweep", help="replay whole traces over cache capacities and block sizes"
+    )
+    stage.add_argument("--tokens", default="tokens/all",
+                       help="folder of KIND.tokens files (default tokens/all)")
+    stage.add_argument("--traces", type=listed(trace_kind),
+                       default=["multi_turn", "single_turn"])
+    stage.add_argument("--base-block-size", type=integer(1), default=16,
+                       help="block size of the capacity sweep (default 16)")
+    stage.add_argument("--block-sizes", type=listed(integer(1)),
+                       default=[8, 16, 32, 64, 128])
+    stage.add_argument("--capacities", type=listed(capacity),
+                       default=[16_000, 64_000, 256_000, 1_024_000, None],
+                       help="GPU cache capacities in tokens, or 'unbounded'")
+    stage.add_argument("--block-size-capacities", type=listed(capacity),
+                       default=[256_000, None],
+                       help="capacities (tokens) at which block sizes are swept")
+    stage.add_argument("--watermark", type=fraction, default=0.01)
+    stage.add_argument("--workers", type=integer(1),
+                       help="local processes (default: one per core)")
+    stage.add_argument("--ray-address",
+                       help="run the points on this Ray cluster ('local' starts one)")
+    stage.add_argument("--out", default="results/sweep")
+    stage.set_defaults(run=run_sweep)
 
     stage = commands.add_parser("plots", help="draw the figures of the results")
     stage.add_argument("--results", default="results", help="results folder")

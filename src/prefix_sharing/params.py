@@ -77,6 +77,40 @@ def choice(*allowed):
     return parse
 
 
+def listed(parse_one):
+    """A comma-separated list (or a YAML list) of values of one kind."""
+
+    def parse(text):
+        text = str(text).strip("[]")
+        items = [item.strip().strip("'\"") for item in text.split(",") if item.strip()]
+        if not items:
+            raise argparse.ArgumentTypeError("needs at least one value")
+        return [parse_one(item) for item in items]
+
+    return parse
+
+
+def capacity(text):
+    """A cache capacity in tokens, or 'unbounded' (a pool that never evicts)."""
+    if str(text) in ("unbounded", "None", "none"):
+        return None
+    return integer(1)(text)
+
+
+def trace_kind(text):
+    return choice("multi_turn", "single_turn")(text)
+
+
+# The sweep's own knobs, under ``sweep:`` in params.yaml.
+SWEEP_PARAMS = {
+    "conversations": optional_count,
+    "traces": listed(trace_kind),
+    "base_block_size": integer(1),
+    "block_sizes": listed(integer(1)),
+    "capacities": listed(capacity),
+    "block_size_capacities": listed(capacity),
+}
+
 # Every key of params.yaml and how it is checked.
 PARAMS = {
     "conversations": optional_count,
@@ -97,17 +131,31 @@ def validate(values, source="params.yaml"):
     """Parsed values of a params mapping; UserError names the first bad one."""
     from prefix_sharing.errors import UserError
 
-    unknown = sorted(set(values) - set(PARAMS))
+    parsed = _validate(values, PARAMS, source, "", nested=("sweep",))
+    if "sweep" in values:
+        sweep = values["sweep"]
+        if not isinstance(sweep, dict):
+            raise UserError(f"{source}: sweep: expected a mapping")
+        parsed["sweep"] = _validate(sweep, SWEEP_PARAMS, source, "sweep.")
+    return parsed
+
+
+def _validate(values, schema, source, prefix, nested=()):
+    from prefix_sharing.errors import UserError
+
+    unknown = sorted(set(values) - set(schema) - set(nested))
     if unknown:
-        raise UserError(f"{source}: unknown parameter {unknown[0]!r}")
+        raise UserError(f"{source}: unknown parameter {prefix}{unknown[0]}")
     parsed = {}
-    for key, parse in PARAMS.items():
+    for key, parse in schema.items():
         if key not in values:
             continue
+        value = values[key]
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
         try:
-            parsed[key] = parse(str(values[key]))
+            parsed[key] = parse(text)
         except argparse.ArgumentTypeError as error:
-            raise UserError(f"{source}: {key}: {error}") from None
+            raise UserError(f"{source}: {prefix}{key}: {error}") from None
     return parsed
 
 

@@ -6,6 +6,7 @@ version, so equal results give equal bytes.
 """
 
 import csv
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -149,3 +150,88 @@ def draw_all(results_dir, out_dir):
     sharing_by_turn(requests["multi_turn"], out_dir)
     reuse_cdf(requests, out_dir)
     multi_vs_single(totals, out_dir)
+
+
+def _capacity_label(tokens):
+    return "unbounded" if tokens is None else f"{tokens:,}"
+
+
+def sweep_capacity(points, block_size, out_dir):
+    """Hit rate against cache capacity at one block size, per trace."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.8, 4.2))
+    chosen = [p for p in points if p["caching"] and p["block_size"] == block_size]
+    finite = sorted({p["capacity_tokens"] for p in chosen} - {None})
+    positions = {c: i for i, c in enumerate([*finite, None])}
+    for trace, marker in (("multi_turn", "o"), ("single_turn", "s")):
+        line = sorted((p for p in chosen if p["trace"] == trace),
+                      key=lambda p: positions[p["capacity_tokens"]])
+        if not line:
+            continue
+        xs = [positions[p["capacity_tokens"]] for p in line]
+        axis.plot(xs, [p["token_hit_rate"] or 0 for p in line], marker + "-",
+                  label=f"{KIND_LABELS[trace]}: prompt tokens from cache")
+        axis.plot(xs, [p["sharing_fraction"] or 0 for p in line], marker + ":",
+                  alpha=0.6, label=f'{KIND_LABELS[trace]}: study\'s "sharing"')
+    axis.set_xticks(range(len(positions)),
+                    [_capacity_label(c) for c in positions], rotation=30)
+    axis.set_xlabel("GPU KV-cache capacity (tokens)")
+    axis.set_ylabel("fraction")
+    axis.set_ylim(0, 1.05)
+    axis.set_title(f"Hit rate against cache capacity (block size {block_size})")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    axis.text(0.01, 0.97, 'dotted: the study\'s "sharing", meaningless once '
+              "blocks are evicted", transform=axis.transAxes, fontsize=7,
+              va="top", color="gray")
+    figure.tight_layout()
+    save(figure, out_dir / "hit_rate_by_capacity.png")
+    plt.close(figure)
+
+
+def sweep_block_size(points, out_dir):
+    """Hit rate against block size, one line per trace and capacity."""
+    plt = _pyplot()
+    figure, axis = plt.subplots(figsize=(6.8, 4.2))
+    sizes = sorted({p["block_size"] for p in points})
+    capacities = sorted({p["capacity_tokens"] for p in points
+                         if sum(q["capacity_tokens"] == p["capacity_tokens"]
+                                for q in points) > 2}, key=lambda c: c or math.inf)
+    for trace, style in (("multi_turn", "-"), ("single_turn", "--")):
+        for capacity in capacities:
+            line = sorted((p for p in points if p["caching"] and p["trace"] == trace
+                           and p["capacity_tokens"] == capacity),
+                          key=lambda p: p["block_size"])
+            if len(line) < 2:
+                continue
+            axis.plot([p["block_size"] for p in line],
+                      [p["token_hit_rate"] or 0 for p in line], "o" + style,
+                      label=f"{KIND_LABELS[trace]}, capacity "
+                      f"{_capacity_label(capacity)} tokens")
+    axis.set_xscale("log", base=2)
+    axis.set_xticks(sizes, [str(s) for s in sizes])
+    axis.set_xlabel("block size (tokens per KV-cache block)")
+    axis.set_ylabel("share of prompt tokens served from cache")
+    axis.set_ylim(0, 1.05)
+    axis.set_title("Hit rate against block size")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    save(figure, out_dir / "hit_rate_by_block_size.png")
+    plt.close(figure)
+
+
+SWEEP_COLUMNS = (
+    "trace", "block_size", "capacity_tokens", "caching", "gpu_blocks", "requests",
+    "not_admitted", "prompt_tokens", "lookups", "hits", "block_hit_rate",
+    "token_hit_rate", "evictions", "sharing_fraction", "sharing_fraction_meaningful",
+)
+
+
+def draw_sweep(points, base_block_size, out_dir):
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_csv(out_dir / "points.csv", SWEEP_COLUMNS,
+              [[p[c] for c in SWEEP_COLUMNS] for p in points])
+    sweep_capacity(points, base_block_size, out_dir)
+    sweep_block_size(points, out_dir)
