@@ -77,9 +77,29 @@ def reproduce(c):
     """The whole study: data, traces, replay, check; exits 0 only on a match."""
     _valid_params()
     _dvc_ready(c)
-    c.run("dvc repro")
+    c.run("dvc repro check plots")
     table = ROOT / "results" / "check.txt"
     print(table.read_text(encoding="utf-8"), end="")
+
+
+@task(
+    pre=[data],
+    help={"ray_address": "run sweep points on this Ray cluster instead of locally"},
+)
+def study(c, ray_address=None):
+    """Sweeps of cache capacity and block size (params.yaml, sweep:)."""
+    _valid_params()
+    _dvc_ready(c)
+    if ray_address:
+        # The stage's command is fixed in dvc.yaml; Ray is a runner choice.
+        os.environ["PREFIX_SHARING_RAY_ADDRESS"] = ray_address
+    c.run("dvc repro sweep")
+
+
+@task(help={"quick": "skip the whole data file, which takes minutes"})
+def bench(c, quick=False):
+    """Measure speed and memory; prints them and writes results/bench.json."""
+    c.run("prefix-sharing bench" + (" --quick" if quick else ""))
 
 
 @task(

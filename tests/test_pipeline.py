@@ -19,6 +19,8 @@ pytestmark = pytest.mark.slow
 ALL_STAGES = {
     "traces@multi_turn", "traces@single_turn", "tokenize@multi_turn",
     "tokenize@single_turn", "replay", "check", "plots",
+    "traces_sweep@multi_turn", "traces_sweep@single_turn",
+    "tokenize_sweep@multi_turn", "tokenize_sweep@single_turn", "sweep",
 }
 
 
@@ -37,6 +39,11 @@ def fresh_copy(dest, with_git):
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, target)
     shutil.copy(bundled_path(), dest / "data" / "sharegpt.json")
+    # A small sweep keeps the test short; the published stages are unchanged.
+    params = dest / "params.yaml"
+    text = params.read_text()
+    assert "  conversations: 2000" in text
+    params.write_text(text.replace("  conversations: 2000", "  conversations: 10"))
     if with_git:
         git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
         subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
@@ -82,7 +89,7 @@ def test_dvc_recomputes_exactly_what_changed(tmp_path, with_git):
     assert metrics["single_turn"]["vllm_hit_rate"] == 0.0004782400765184122
 
     params = project / "params.yaml"
-    params.write_text(params.read_text().replace("block_size: 16", "block_size: 32"))
+    params.write_text(params.read_text().replace("\nblock_size: 16", "\nblock_size: 32"))
     assert stages_run(dvc(project, "repro").stdout) == {"replay", "check", "plots"}
     assert verdict(project) == "not comparable"
 

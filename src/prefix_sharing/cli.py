@@ -237,6 +237,14 @@ def run_sweep(args):
     log.info("wrote %d sweep points and their plots to %s", len(figures), out_dir)
 
 
+def run_bench(args):
+    from prefix_sharing import bench
+
+    data = bundled_path() if args.data == BUNDLED_DATA else Path(args.data)
+    bench.run(data.resolve(), args.out, whole=not args.quick)
+    log.info("wrote %s", args.out)
+
+
 def run_plots(args):
     from prefix_sharing.plots import draw_all
 
@@ -369,10 +377,20 @@ def build_parser():
     stage.add_argument("--watermark", type=fraction, default=0.01)
     stage.add_argument("--workers", type=integer(1),
                        help="local processes (default: one per core)")
-    stage.add_argument("--ray-address",
-                       help="run the points on this Ray cluster ('local' starts one)")
+    stage.add_argument(
+        "--ray-address", default=os.environ.get("PREFIX_SHARING_RAY_ADDRESS"),
+        help="run the points on this Ray cluster ('local' starts one); default "
+        "$PREFIX_SHARING_RAY_ADDRESS, else local processes",
+    )
     stage.add_argument("--out", default="results/sweep")
     stage.set_defaults(run=run_sweep)
+
+    stage = commands.add_parser("bench", help="measure speed and memory")
+    stage.add_argument("--data", default=BUNDLED_DATA)
+    stage.add_argument("--quick", action="store_true",
+                       help="skip the whole data file (minutes)")
+    stage.add_argument("--out", default="results/bench.json")
+    stage.set_defaults(run=run_bench)
 
     stage = commands.add_parser("plots", help="draw the figures of the results")
     stage.add_argument("--results", default="results", help="results folder")

@@ -4,7 +4,13 @@ import logging
 import time
 
 from prefix_sharing import metrics
-from prefix_sharing.vllm_v0_adapter import SCHEDULER, VLLM_VERSION, V0BlockManager
+from prefix_sharing.errors import UserError
+from prefix_sharing.vllm_v0_adapter import (
+    SCHEDULER,
+    STUDY,
+    VLLM_VERSION,
+    V0BlockManager,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +45,16 @@ def replay(
     records = []
     started = last_report = time.monotonic()
     for index in range(count):
-        prefill = manager.prefill(tokens.prompt(index))
+        try:
+            prefill = manager.prefill(tokens.prompt(index))
+        except AssertionError:
+            if procedure != STUDY:
+                raise
+            raise UserError(
+                f"vLLM's evictor failed an assertion at request {index} under the "
+                "study's procedure, which leaves every block the same access "
+                "time; replay with the scheduler procedure instead"
+            ) from None
         conversation_id, turn = tokens.request(index)
         records.append(
             metrics.request_figures(

@@ -1,0 +1,76 @@
+"""Sweep assembly on a hand-made trace whose figures are worked out by hand.
+
+Block size 4. Request 0: tokens 1-9 (full blocks A=1-4, B=5-8, one partial).
+Request 1: tokens 1-13 (A, B, C=9-12, one partial). Request 2: tokens 20-27
+(D, E). Distinct full blocks: A, B, C, D, E = 5.
+"""
+
+import numpy as np
+import pytest
+
+from prefix_sharing import sweep, token_store
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = [list(range(1, 10)), list(range(1, 14)), list(range(20, 28))]
+
+
+@pytest.fixture(scope="module")
+def tokens_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tokens")
+    packed = token_store.pack(
+        [np.array(p, dtype=np.uint32) for p in PROMPTS],
+        [("a", 0), ("a", 1), ("b", 0)],
+        {"tokenizer": {}, "trace": {}},
+    )
+    token_store.write_tokens(folder / "multi_turn.tokens", packed)
+    return folder
+
+
+def test_plan_has_each_point_once():
+    points = sweep.plan(["multi_turn"], [4, 8], [12, None], [None], 4)
+    assert [(p.block_size, p.capacity_tokens, p.caching) for p in points] == [
+        (4, 12, True), (4, None, True), (8, None, True), (4, None, False)]
+
+
+def test_unbounded_pool_follows_the_work(tokens_dir):
+    trace = token_store.read_tokens(tokens_dir / "multi_turn.tokens")
+    assert sweep.distinct_full_blocks(trace, 4) == 5
+    # (5 distinct + 4 blocks of the largest request) / (1 - 0.01), rounded up, + 1
+    assert sweep.gpu_blocks_for(sweep.Point("multi_turn", 4, None), trace, 0.01) == 11
+
+
+def expected():
+    return {
+        # Unbounded, block 4: request 1 finds A and B; 2 hits of 2 + 3 + 2 look-ups.
+        (4, None, True): dict(lookups=7, hits=2, evictions=0, not_admitted=0),
+        # Block 8: one full block each (1-8, 1-8, 20-27); request 1 hits it.
+        (8, None, True): dict(lookups=3, hits=1, evictions=0, not_admitted=0),
+        # 12 tokens = 3 blocks, no watermark: request 1 needs 4 and is never
+        # admitted; request 2 needs 2 new blocks, finds 1 free and evicts 1.
+        (4, 12, True): dict(lookups=4, hits=0, evictions=1, not_admitted=1),
+        (4, None, False): dict(lookups=0, hits=0, evictions=0, not_admitted=0),
+    }
+
+
+def check(figures):
+    for f in figures:
+        want = expected()[(f["block_size"], f["capacity_tokens"], f["caching"])]
+        assert {k: f[k] for k in want} == want, f
+    by_key = {(f["block_size"], f["capacity_tokens"], f["caching"]): f for f in figures}
+    assert by_key[(4, None, True)]["token_hit_rate"] == 8 / 30
+    assert by_key[(4, None, True)]["sharing_fraction_meaningful"]
+    assert not by_key[(4, 12, True)]["sharing_fraction_meaningful"]
+
+
+def points():
+    return sweep.plan(["multi_turn"], [4, 8], [12, None], [None], 4)
+
+
+def test_local_processes(tokens_dir):
+    check(sweep.run_all(points(), tokens_dir, watermark=0.0, workers=2))
+
+
+def test_local_ray_instance(tokens_dir):
+    pytest.importorskip("ray")
+    check(sweep.run_all(points(), tokens_dir, watermark=0.0, ray_address="local"))
