@@ -89,7 +89,8 @@ def test_dvc_recomputes_exactly_what_changed(tmp_path, with_git):
     assert metrics["single_turn"]["vllm_hit_rate"] == 0.0004782400765184122
 
     params = project / "params.yaml"
-    params.write_text(params.read_text().replace("\nblock_size: 16", "\nblock_size: 32"))
+    text = params.read_text().replace("\nblock_size: 16", "\nblock_size: 32")
+    params.write_text(text)
     assert stages_run(dvc(project, "repro").stdout) == {"replay", "check", "plots"}
     assert verdict(project) == "not comparable"
 
