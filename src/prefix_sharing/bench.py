@@ -37,6 +37,7 @@ def run_stage(args, cwd):
 
 def pipeline(work, data, conversations, requests, gpu_blocks, kinds, experiments):
     """Time every stage from data to results; returns rows and the total."""
+    work.mkdir(parents=True, exist_ok=True)
     stages = []
     for kind in kinds:
         stages.append((f"traces {kind}", [
