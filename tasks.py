@@ -96,6 +96,15 @@ def study(c, ray_address=None):
     c.run("dvc repro sweep")
 
 
+@task(pre=[data])
+def compare(c):
+    """The same traces through today's vLLM (V1) beside V0; prints the table."""
+    _valid_params()
+    _dvc_ready(c)
+    c.run("dvc repro compare")
+    print((ROOT / "results" / "comparison.txt").read_text(encoding="utf-8"), end="")
+
+
 @task(help={"quick": "skip the whole data file, which takes minutes"})
 def bench(c, quick=False):
     """Measure speed and memory; prints them and writes results/bench.json."""

@@ -21,6 +21,7 @@ ALL_STAGES = {
     "tokenize@single_turn", "replay", "check", "plots",
     "traces_sweep@multi_turn", "traces_sweep@single_turn",
     "tokenize_sweep@multi_turn", "tokenize_sweep@single_turn", "sweep",
+    "replay_v1", "compare",
 }
 
 
@@ -55,7 +56,8 @@ def fresh_copy(dest, with_git):
 
 
 def dvc(cwd, *args, check=True):
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+               PREFIX_SHARING_V1_PYTHON=str(ROOT / ".venv-v1" / "bin" / "python"))
     done = subprocess.run(["dvc", *args], cwd=cwd, env=env, capture_output=True,
                           text=True)
     if check:
@@ -91,7 +93,8 @@ def test_dvc_recomputes_exactly_what_changed(tmp_path, with_git):
     params = project / "params.yaml"
     text = params.read_text().replace("\nblock_size: 16", "\nblock_size: 32")
     params.write_text(text)
-    assert stages_run(dvc(project, "repro").stdout) == {"replay", "check", "plots"}
+    assert stages_run(dvc(project, "repro").stdout) == {
+        "replay", "check", "plots", "replay_v1", "compare"}
     assert verdict(project) == "not comparable"
 
     # Other data: records 1 to 120 as JSON lines.

@@ -43,7 +43,7 @@ EXPERIMENTS = {
 }
 
 
-def _experiments(text):
+def parse_experiments(text):
     if text == "all":
         return list(EXPERIMENTS)
     names = [name.strip() for name in text.split(",") if name.strip()]
@@ -62,7 +62,7 @@ def _experiments(text):
 def run_traces(args):
     data = bundled_path() if args.data == BUNDLED_DATA else Path(args.data)
     out = Path(args.out)
-    _check_writable(out.parent)
+    check_writable(out.parent)
     found, report = conversations.read_conversations(
         data, args.conversations, drop_line_separators=args.line_separators == "drop"
     )
@@ -105,7 +105,7 @@ def run_tokenize(args):
     summary_path = trace_path.with_suffix(".json")
     summary = read_json(summary_path) if summary_path.exists() else {}
     tokenizer = load_tokenizer(args.tokenizer)
-    _check_writable(Path(args.out).parent)
+    check_writable(Path(args.out).parent)
     log.info("tokenizing %s with %s", trace_path, tokenizer.name)
     arrays, requests = [], []
     batch = []
@@ -128,7 +128,7 @@ def run_replay(args):
     from prefix_sharing.replay import replay
 
     tokens_dir, out_dir = Path(args.tokens), Path(args.out)
-    _check_writable(out_dir)
+    check_writable(out_dir)
     loaded = {}
     for name in args.experiments:
         kind, _ = EXPERIMENTS[name]
@@ -154,7 +154,7 @@ def run_replay(args):
         document = {
             "experiment": name,
             "config": result["config"],
-            "trace": _trace_description(tokens.header["trace"]),
+            "trace": trace_description(tokens.header["trace"]),
             "tokenizer": tokens.header["tokenizer"],
             "totals": result["totals"],
         }
@@ -186,7 +186,7 @@ def _check_capacity(tokens, args, path):
         )
 
 
-def _trace_description(summary):
+def trace_description(summary):
     keys = ("kind", "requests", "conversations", "drop_line_separators", "data")
     return {key: summary.get(key) for key in keys}
 
@@ -219,7 +219,7 @@ def run_sweep(args):
     from prefix_sharing import plots, sweep
 
     out_dir = Path(args.out)
-    _check_writable(out_dir)
+    check_writable(out_dir)
     for kind in args.traces:
         path = Path(args.tokens) / f"{kind}.tokens"
         if not path.exists():
@@ -235,6 +235,23 @@ def run_sweep(args):
                             ).label: f for f in figures})
     plots.draw_sweep(figures, args.base_block_size, out_dir)
     log.info("wrote %d sweep points and their plots to %s", len(figures), out_dir)
+
+
+def run_compare(args):
+    from prefix_sharing import compare
+
+    results = Path(args.results)
+    v0 = {name: read_json(results / f"{name}.json") for name in args.experiments}
+    v1 = {name: read_json(results / "v1" / f"{name}.json")
+          for name in args.experiments}
+    rows = compare.compare(v0, v1)
+    unit = next(iter(v1.values()))["config"].get("vllm_hit_rate_unit", "tokens")
+    table = compare.format_table(rows, unit)
+    print(table)
+    write_json(results / "comparison.json", rows)
+    with atomic_file(results / "comparison.txt") as handle:
+        handle.write(table + "\n")
+    compare.plot(rows, results / "plots" / "v0_vs_v1.png")
 
 
 def run_bench(args):
@@ -257,7 +274,7 @@ def run_published(args):
     log.info("wrote %s from %s", args.out, args.source)
 
 
-def _check_writable(folder):
+def check_writable(folder):
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -324,7 +341,7 @@ def build_parser():
     stage.add_argument("--tokens", default="tokens",
                        help="folder of KIND.tokens files (default tokens)")
     stage.add_argument(
-        "--experiments", type=_experiments, default=list(EXPERIMENTS),
+        "--experiments", type=parse_experiments, default=list(EXPERIMENTS),
         help=f"'all' (default) or comma-separated names from {', '.join(EXPERIMENTS)}",
     )
     stage.add_argument("--block-size", type=integer(1), default=16,
@@ -350,7 +367,7 @@ def build_parser():
     stage.add_argument("--results", default="results", help="results folder")
     stage.add_argument("--published", default="results/published.json")
     stage.add_argument(
-        "--experiments", type=_experiments, default=list(EXPERIMENTS),
+        "--experiments", type=parse_experiments, default=list(EXPERIMENTS),
         help="'all' (default) or comma-separated experiment names",
     )
     stage.add_argument("--out", help="also write the check as JSON here")
@@ -385,6 +402,19 @@ def build_parser():
     stage.add_argument("--out", default="results/sweep")
     stage.set_defaults(run=run_sweep)
 
+    stage = commands.add_parser(
+        "replay-v1", add_help=False,
+        help="run the V1 replay in the comparison environment (.venv-v1); "
+        "its options: prefix-sharing replay-v1 --help",
+    )
+    stage.set_defaults(run=None)
+
+    stage = commands.add_parser("compare", help="tabulate V0 against V1 results")
+    stage.add_argument("--results", default="results")
+    stage.add_argument("--experiments", type=parse_experiments,
+                       default=["multi_turn", "single_turn"])
+    stage.set_defaults(run=run_compare)
+
     stage = commands.add_parser("bench", help="measure speed and memory")
     stage.add_argument("--data", default=BUNDLED_DATA)
     stage.add_argument("--quick", action="store_true",
@@ -413,6 +443,15 @@ def _stop_on_sigterm(signum, frame):
 
 def main(argv=None):
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["replay-v1"]:
+        from prefix_sharing.compare import run_v1
+
+        try:
+            return run_v1(argv[1:])
+        except UserError as error:
+            print(f"prefix-sharing: error: {error}", file=sys.stderr)
+            return 2
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,

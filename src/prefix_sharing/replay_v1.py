@@ -21,9 +21,9 @@ from pathlib import Path
 from prefix_sharing import metrics, token_store
 from prefix_sharing.cli import (
     EXPERIMENTS,
-    _check_writable,
-    _experiments,
-    _trace_description,
+    check_writable,
+    parse_experiments,
+    trace_description,
 )
 from prefix_sharing.errors import UserError
 from prefix_sharing.outputs import write_json
@@ -109,7 +109,7 @@ def run(args):
     """Replay each experiment; write NAME.json, NAME.requests.json, metrics.json."""
     check_environment()
     tokens_dir, out_dir = Path(args.tokens), Path(args.out)
-    _check_writable(out_dir)
+    check_writable(out_dir)
     loaded = {}
     for name in args.experiments:
         kind, _ = EXPERIMENTS[name]
@@ -132,7 +132,7 @@ def run(args):
         document = {
             "experiment": name,
             "config": result["config"],
-            "trace": _trace_description(tokens.header["trace"]),
+            "trace": trace_description(tokens.header["trace"]),
             "tokenizer": tokens.header["tokenizer"],
             "totals": result["totals"],
         }
@@ -176,8 +176,8 @@ def build_parser():
     parser.add_argument("--tokens", default="tokens",
                         help="folder of KIND.tokens files (default tokens)")
     parser.add_argument(
-        "--experiments", type=_experiments,
-        default=_experiments(DEFAULT_EXPERIMENTS),
+        "--experiments", type=parse_experiments,
+        default=parse_experiments(DEFAULT_EXPERIMENTS),
         help=f"comma-separated, from {', '.join(EXPERIMENTS)} "
         f"(default {DEFAULT_EXPERIMENTS})",
     )
