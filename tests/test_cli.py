@@ -163,3 +163,12 @@ def test_interrupted_run_leaves_no_partial_output(tmp_path, signum):
     rerun = cli("traces", "--kind", "multi_turn", "--conversations", "20",
                 "--out", "t.jsonl", cwd=tmp_path)
     assert rerun.returncode == 0
+
+
+def test_pool_too_large_for_memory_is_refused_at_once(tokenized):
+    started = time.monotonic()
+    done = cli("replay", "--gpu-blocks", "100000000000", "--out", "huge",
+               cwd=tokenized)
+    assert_clean_failure(done, "100,000,000,000 GPU", "use fewer blocks")
+    assert time.monotonic() - started < 30
+    assert not (tokenized / "huge").exists()

@@ -125,8 +125,9 @@ def run_tokenize(args):
 
 
 def run_replay(args):
-    from prefix_sharing.replay import replay
+    from prefix_sharing.replay import check_pool_memory, replay
 
+    check_pool_memory(args.gpu_blocks, args.cpu_blocks)
     tokens_dir, out_dir = Path(args.tokens), Path(args.out)
     check_writable(out_dir)
     loaded = {}

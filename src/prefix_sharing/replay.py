@@ -15,6 +15,31 @@ from prefix_sharing.vllm_v0_adapter import (
 log = logging.getLogger(__name__)
 
 _PROGRESS_SECONDS = 5.0
+# vLLM builds every block object up front: about 4.8 GB for 2 million blocks.
+BYTES_PER_BLOCK = 2_400
+
+
+def check_pool_memory(gpu_blocks, cpu_blocks):
+    """Refuse a pool whose block objects alone would not fit in memory."""
+    needed = (gpu_blocks + cpu_blocks) * BYTES_PER_BLOCK
+    available = _available_memory()
+    if available is not None and needed > available:
+        raise UserError(
+            f"{gpu_blocks:,} GPU and {cpu_blocks:,} CPU blocks would take about "
+            f"{needed / 2**30:.1f} GiB for vLLM's block objects, more than the "
+            f"{available / 2**30:.1f} GiB of memory available; use fewer blocks"
+        )
+
+
+def _available_memory():
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
 
 
 def replay(
@@ -33,6 +58,7 @@ def replay(
     configuration, totals and per-request figures.
     """
     count = len(tokens) if request_limit is None else min(request_limit, len(tokens))
+    check_pool_memory(gpu_blocks, cpu_blocks)
     manager = V0BlockManager(
         block_size=block_size,
         gpu_blocks=gpu_blocks,
