@@ -18,6 +18,7 @@ from prefix_sharing import check as checking
 from prefix_sharing import conversations, token_store, traces
 from prefix_sharing.datafile import bundled_path
 from prefix_sharing.errors import UserError
+from prefix_sharing.experiments import EXPERIMENTS, write_experiment
 from prefix_sharing.outputs import atomic_file, read_json, write_json
 from prefix_sharing.params import (
     capacity,
@@ -34,13 +35,6 @@ from prefix_sharing.tokenizer import OFFLINE_OPT, load_tokenizer
 log = logging.getLogger("prefix_sharing")
 
 BUNDLED_DATA = "bundled"
-EXPERIMENTS = {
-    # name: (trace kind, prefix caching on)
-    "multi_turn": ("multi_turn", True),
-    "single_turn": ("single_turn", True),
-    "multi_turn_no_caching": ("multi_turn", False),
-    "single_turn_no_caching": ("single_turn", False),
-}
 
 
 def parse_experiments(text):
@@ -151,23 +145,9 @@ def run_replay(args):
             request_limit=args.requests,
             procedure=args.procedure,
         )
-        per_request = result.pop("requests")
-        document = {
-            "experiment": name,
-            "config": result["config"],
-            "trace": trace_description(tokens.header["trace"]),
-            "tokenizer": tokens.header["tokenizer"],
-            "totals": result["totals"],
-        }
-        write_json(out_dir / f"{name}.json", document)
-        write_json(out_dir / f"{name}.requests.json", per_request)
-        totals = all_totals[name] = result["totals"]
-        if totals["not_admitted"]:
-            log.warning(
-                "%s: %d of %d requests never fit in %d GPU blocks and were not "
-                "admitted",
-                name, totals["not_admitted"], totals["requests"], args.gpu_blocks,
-            )
+        all_totals[name] = write_experiment(
+            out_dir, name, result, tokens, args.gpu_blocks
+        )
     # The totals alone, for `dvc metrics show` and `dvc metrics diff`.
     write_json(out_dir / "metrics.json", all_totals)
 
@@ -185,11 +165,6 @@ def _check_capacity(tokens, args, path):
             f"{args.watermark}) holds {usable} blocks for a request, and the "
             f"shortest request of {path} needs {shortest}: raise gpu_blocks"
         )
-
-
-def trace_description(summary):
-    keys = ("kind", "requests", "conversations", "drop_line_separators", "data")
-    return {key: summary.get(key) for key in keys}
 
 
 def run_check(args):

@@ -1,10 +1,10 @@
 """Replay a tokenized trace through vLLM's block manager, request by request."""
 
 import logging
-import time
 
 from prefix_sharing import metrics
 from prefix_sharing.errors import UserError
+from prefix_sharing.experiments import replay_requests
 from prefix_sharing.vllm_v0_adapter import (
     SCHEDULER,
     STUDY,
@@ -14,7 +14,6 @@ from prefix_sharing.vllm_v0_adapter import (
 
 log = logging.getLogger(__name__)
 
-_PROGRESS_SECONDS = 5.0
 # vLLM builds every block object up front: about 4.8 GB for 2 million blocks.
 BYTES_PER_BLOCK = 2_400
 
@@ -67,12 +66,10 @@ def replay(
         caching=caching,
         procedure=procedure,
     )
-    lengths = tokens.lengths()
-    records = []
-    started = last_report = time.monotonic()
-    for index in range(count):
+
+    def prefill(index, token_ids):
         try:
-            prefill = manager.prefill(tokens.prompt(index))
+            return manager.prefill(token_ids)
         except AssertionError:
             if procedure != STUDY:
                 raise
@@ -81,20 +78,8 @@ def replay(
                 "study's procedure, which leaves every block the same access "
                 "time; replay with the scheduler procedure instead"
             ) from None
-        conversation_id, turn = tokens.request(index)
-        records.append(
-            metrics.request_figures(
-                index, conversation_id, turn, int(lengths[index]), prefill
-            )
-        )
-        now = time.monotonic()
-        if now - last_report >= _PROGRESS_SECONDS:
-            last_report = now
-            log.info(
-                "replayed %d of %d requests (%.0f%%), %.0f prompt tokens/s",
-                index + 1, count, 100 * (index + 1) / count,
-                lengths[: index + 1].sum() / (now - started),
-            )
+
+    records = [record for record, _ in replay_requests(prefill, tokens, count)]
     config = {
         "block_size": block_size,
         "gpu_blocks": gpu_blocks,

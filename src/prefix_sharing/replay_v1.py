@@ -14,18 +14,17 @@ import argparse
 import logging
 import math
 import sys
-import time
 from importlib import metadata
 from pathlib import Path
 
 from prefix_sharing import metrics, token_store
-from prefix_sharing.cli import (
-    EXPERIMENTS,
-    check_writable,
-    parse_experiments,
-    trace_description,
-)
+from prefix_sharing.cli import check_writable, parse_experiments
 from prefix_sharing.errors import UserError
+from prefix_sharing.experiments import (
+    EXPERIMENTS,
+    replay_requests,
+    write_experiment,
+)
 from prefix_sharing.outputs import write_json
 from prefix_sharing.params import integer, optional_count
 
@@ -68,26 +67,13 @@ def replay(tokens, block_size=16, gpu_blocks=10_000, caching=True,
     manager = V1KVCacheManager(
         block_size=block_size, gpu_blocks=gpu_blocks, caching=caching
     )
-    lengths = tokens.lengths()
     records = []
-    started = last_report = time.monotonic()
-    for index in range(count):
-        prefill = manager.prefill(tokens.prompt(index))
-        conversation_id, turn = tokens.request(index)
-        record = metrics.request_figures(
-            index, conversation_id, turn, int(lengths[index]), prefill
-        )
+    for record, prefill in replay_requests(
+        lambda _, token_ids: manager.prefill(token_ids), tokens, count
+    ):
         # V1's own unit; equal to hits * block_size, V1 serving whole blocks.
         record["cached_prompt_tokens"] = prefill.cached_tokens
         records.append(record)
-        now = time.monotonic()
-        if now - last_report >= _PROGRESS_SECONDS:
-            last_report = now
-            log.info(
-                "replayed %d of %d requests (%.0f%%), %.0f prompt tokens/s",
-                index + 1, count, 100 * (index + 1) / count,
-                lengths[: index + 1].sum() / (now - started),
-            )
     config = {
         "block_size": block_size,
         "gpu_blocks": gpu_blocks,
@@ -129,22 +115,9 @@ def run(args):
             caching=caching,
             request_limit=args.requests,
         )
-        document = {
-            "experiment": name,
-            "config": result["config"],
-            "trace": trace_description(tokens.header["trace"]),
-            "tokenizer": tokens.header["tokenizer"],
-            "totals": result["totals"],
-        }
-        write_json(out_dir / f"{name}.json", document)
-        write_json(out_dir / f"{name}.requests.json", result["requests"])
-        totals = all_totals[name] = result["totals"]
-        if totals["not_admitted"]:
-            log.warning(
-                "%s: %d of %d requests never fit in %d GPU blocks and were not "
-                "admitted",
-                name, totals["not_admitted"], totals["requests"], args.gpu_blocks,
-            )
+        all_totals[name] = write_experiment(
+            out_dir, name, result, tokens, args.gpu_blocks
+        )
     # The totals alone, as the V0 replay writes them.
     write_json(out_dir / "metrics.json", all_totals)
 
