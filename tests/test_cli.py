@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import conversation
+from conftest import ROOT, conversation
 
 from prefix_sharing.errors import UserError
 from prefix_sharing.params import validate
@@ -172,3 +172,61 @@ def test_pool_too_large_for_memory_is_refused_at_once(tokenized):
     assert_clean_failure(done, "100,000,000,000 GPU", "use fewer blocks")
     assert time.monotonic() - started < 30
     assert not (tokenized / "huge").exists()
+
+
+def test_trace_must_not_overwrite_its_summary(tmp_path):
+    done = cli("traces", "--kind", "multi_turn", "--out", "t.json", cwd=tmp_path)
+    assert_clean_failure(done, "t.json: a trace file must end in .jsonl")
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ('{"conversation_id": "c", "conversation_index": 0, "turn": 0, '
+         '"prompt": 5, "answer": "a", "arrival_time": 0}',
+         "line 0 (id 'c'): not a trace record: the prompt must be"),
+        ("{broken", "t.jsonl: record 0: not a trace record"),
+    ],
+)
+def test_bad_trace_record(tmp_path, content, expected):
+    (tmp_path / "t.jsonl").write_text(content + "\n")
+    done = cli("tokenize", "--trace", "t.jsonl", "--out", "t.tokens", cwd=tmp_path)
+    assert_clean_failure(done, expected.replace("line 0", "record 0"))
+    assert not (tmp_path / "t.tokens").exists()
+
+
+def test_check_with_bad_published_files(tmp_path):
+    (tmp_path / "empty.json").write_text('{"source": "x", "experiments": {}}')
+    (tmp_path / "broken.json").write_text("{")
+    done = cli("check", "--published", "empty.json", cwd=tmp_path)
+    assert_clean_failure(done, "empty.json: holds no published figures")
+    done = cli("check", "--published", "broken.json", cwd=tmp_path)
+    assert_clean_failure(done, "broken.json: not valid JSON")
+    done = cli("check", "--published", "missing.json", cwd=tmp_path)
+    assert_clean_failure(done, "missing.json: No such file or directory")
+
+
+def test_special_files_are_never_replaced(tokenized):
+    done = cli("check", "--published", "/nonexistent", "--out", "/dev/null",
+               cwd=tokenized)
+    assert done.returncode == 2
+    done = cli("published", "--source", str(ROOT.parent / "shared" / "published"),
+               "--out", "/dev/null", cwd=tokenized)
+    if (ROOT.parent / "shared" / "published").exists():
+        assert_clean_failure(done, "/dev/null: not a regular file")
+    import os as _os
+    import stat
+    assert stat.S_ISCHR(_os.stat("/dev/null").st_mode)
+
+
+def test_params_file_needs_every_key_and_single_values():
+    from prefix_sharing.params import PARAMS
+
+    full = {key: 1 for key in PARAMS} | {"sweep": {}}
+    with pytest.raises(UserError, match="block_size is missing"):
+        validate({k: v for k, v in full.items() if k != "block_size"},
+                 complete=True)
+    with pytest.raises(UserError, match="block_size: expected a single value"):
+        validate({"block_size": [16]})
+    with pytest.raises(UserError, match="may hold only letters"):
+        validate({"tokenizer": "opt-offline; echo injected"})

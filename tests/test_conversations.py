@@ -1,6 +1,7 @@
 """Reading ShareGPT files: formats, the loading rules, and bad input."""
 
 import json
+import re
 
 import pytest
 from conftest import conversation
@@ -155,3 +156,34 @@ def test_missing_file_and_folder(tmp_path):
         read_conversations(tmp_path / "nope.json")
     with pytest.raises(InputError, match="is a folder"):
         read_conversations(tmp_path)
+
+
+def test_invalid_utf8_names_the_record_that_holds_it(tmp_path):
+    records = [conversation(f"r{i}", ("human", "x" * 500)) for i in range(3000)]
+    text = json.dumps(records).encode()
+    at = text.index(b'"value": "', text.index(b'"r2999"')) + 12
+    path = tmp_path / "late.json"
+    path.write_bytes(text[:at] + b"\xff" + text[at:])
+    with pytest.raises(InputError) as error:
+        read_conversations(path)
+    assert f"record 2999 (id 'r2999'): invalid UTF-8 at byte {at}" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b'[{"id": "a", "conversations": []}] trailing',
+         "unexpected text after the closing ']'"),
+        (b'[{"id": "a", "conversations": [{"from": "human", "value": "\\ud800"}]}]',
+         "record 0 (id 'a'): message 0 holds a lone surrogate"),
+        (b'[{"id": "\\udfff", "conversations": []}]', "the id holds a lone surrogate"),
+        (b'[{"id": ' + b"9" * 5000 + b', "conversations": []}]',
+         "record 0: not a usable value"),
+        (b"[" * 100_000, "record 0: nested too deeply"),
+    ],
+)
+def test_more_bad_files(tmp_path, content, expected):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=re.escape(expected)):
+        read_conversations(path)

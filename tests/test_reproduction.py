@@ -52,6 +52,22 @@ def test_true_figures(reproduced, name):
     assert totals["true_reuse_fraction"] == hits / totals["blocks"]
 
 
+def test_a_result_left_aside_is_not_a_pass(reproduced):
+    # Multi-turn replayed with another block size: not comparable, so the
+    # check must not claim that every published figure is reproduced.
+    assert cli("replay", "--experiments", "multi_turn", "--block-size", "32",
+               "--out", "other", cwd=reproduced).returncode == 0
+    for name in ("single_turn", "multi_turn_no_caching"):
+        for suffix in (".json", ".requests.json"):
+            (reproduced / "other" / f"{name}{suffix}").write_text(
+                (reproduced / "results" / f"{name}{suffix}").read_text())
+    check = cli("check", "--results", "other", "--published", "published.json",
+                "--experiments", "multi_turn,single_turn,multi_turn_no_caching",
+                cwd=reproduced)
+    assert check.returncode == 0
+    assert "check not comparable: the results of multi_turn come" in check.stdout
+
+
 def test_a_changed_figure_fails_the_check_by_name(reproduced, published):
     published["experiments"]["single_turn"]["figures"]["blocks"] += 1
     (reproduced / "wrong.json").write_text(json.dumps(published))

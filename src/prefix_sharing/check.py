@@ -200,7 +200,8 @@ def verdict(rows):
     verdicts = {row["verdict"] for row in rows}
     if "MISMATCH" in verdicts:
         return "fail"
-    if "match" in verdicts:
+    # A pass needs every published figure compared, none left aside.
+    if "match" in verdicts and "not comparable" not in verdicts:
         return "pass"
     return "not comparable"
 
@@ -211,9 +212,14 @@ def summary_line(rows):
     if outcome == "pass":
         return "check passed: every published figure is reproduced"
     if outcome == "not comparable":
+        aside = sorted({r["experiment"] for r in rows
+                        if r["verdict"] == "not comparable"})
+        if not aside:
+            return "check not comparable: no published figure to compare with"
         return (
-            "check not comparable: these results come from other data or other "
-            "parameters than the published configuration, so nothing was compared"
+            "check not comparable: the results of " + ", ".join(aside) + " come "
+            "from other data or other parameters than the published "
+            "configuration, so they were not compared"
         )
     failed = [
         f"{r['experiment']}: {r['figure']} (published {_number(r['published'])}, "

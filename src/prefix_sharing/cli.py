@@ -56,6 +56,9 @@ def parse_experiments(text):
 def run_traces(args):
     data = bundled_path() if args.data == BUNDLED_DATA else Path(args.data)
     out = Path(args.out)
+    if out.suffix != ".jsonl":
+        raise UserError(f"{out}: a trace file must end in .jsonl (its summary "
+                        "goes beside it as .json)")
     check_writable(out.parent)
     found, report = conversations.read_conversations(
         data, args.conversations, drop_line_separators=args.line_separators == "drop"
@@ -170,18 +173,25 @@ def _check_capacity(tokens, args, path):
 def run_check(args):
     results_dir = Path(args.results)
     published = read_json(args.published)
+    if not isinstance(published, dict) or not isinstance(
+        published.get("experiments"), dict
+    ) or not published["experiments"]:
+        raise UserError(f"{args.published}: holds no published figures "
+                        "(see `prefix-sharing published`)")
     results = {}
     for name in args.experiments:
         path = results_dir / f"{name}.json"
         if not path.exists():
             raise UserError(f"{path}: no result for {name}; run the replay first")
         result = read_json(path)
+        if not isinstance(result, dict) or not {"config", "totals"} <= set(result):
+            raise UserError(f"{path}: not a result of the replay")
         result["requests"] = read_json(results_dir / f"{name}.requests.json")
         results[name] = result
     rows = checking.compare(published, results)
     outcome = checking.verdict(rows)
     report = checking.format_table(rows) + "\n\n" + checking.summary_line(rows)
-    print(report)
+    print(checking.summary_line(rows) if args.summary_only else report)
     if args.out:
         write_json(args.out, {"verdict": outcome, "source": published["source"],
                               "rows": rows})
@@ -348,6 +358,8 @@ def build_parser():
     )
     stage.add_argument("--out", help="also write the check as JSON here")
     stage.add_argument("--table", help="also write the printed table here")
+    stage.add_argument("--summary-only", action="store_true",
+                       help="print only the last line of the table")
     stage.set_defaults(run=run_check)
 
     stage = commands.add_parser(
@@ -418,6 +430,9 @@ def _stop_on_sigterm(signum, frame):
 
 
 def main(argv=None):
+    # Ctrl-C must interrupt even where the parent ignores SIGINT (a job in the
+    # background of a script); SIGTERM unwinds the same way.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["replay-v1"]:
@@ -440,6 +455,14 @@ def main(argv=None):
         if args.debug:
             raise
         print(f"prefix-sharing: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        # A file that cannot be read or written: name it, without a traceback.
+        if args.debug:
+            raise
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"prefix-sharing: error: {where}{error.strerror or error}",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("prefix-sharing: interrupted; no partial output kept", file=sys.stderr)

@@ -12,11 +12,13 @@ How each kind of bad input is handled (the one place this rule is written):
 - fail, naming the file and the record: an empty file, a file that is not
   JSON, JSON that is not a list of records, a record that is not an object or
   whose ``conversations`` is missing or not a list, a message that is not an
-  object, invalid UTF-8, a syntax error inside the file;
+  object, invalid UTF-8, text UTF-8 cannot encode (a lone surrogate), a
+  syntax error inside the file or text after its end;
 - skip and count: a message whose text is empty or not a string (number, null,
   list), a conversation left with no message;
-- keep and count: roles other than ``human`` and ``gpt`` (they read as the
-  assistant), duplicate conversation ids, a byte-order mark, CRLF line ends;
+- keep and count: roles other than ``human`` and ``gpt`` (a prompt prints
+  them as the assistant, but only ``gpt`` answers a turn, see ``traces``),
+  duplicate conversation ids, a byte-order mark, CRLF line ends;
 - warn and keep every complete record: a file cut off inside a record.
 """
 
@@ -116,6 +118,7 @@ class _Stream:
         self._file = open(path, "rb")
         self._decoder = codecs.getincrementaldecoder("utf-8")("strict")
         self._bytes_read = 0
+        self._bad_byte = None
         self.buffer = ""
         self.pos = 0
         self.eof = False
@@ -130,16 +133,25 @@ class _Stream:
         if self.pos > len(self.buffer) // 2:
             self.buffer = self.buffer[self.pos:]
             self.pos = 0
+        if self._bad_byte is not None:
+            # The record being parsed runs into the invalid byte.
+            raise InputError(
+                self.path,
+                f"invalid UTF-8 at byte {self._bad_byte}: the file must be UTF-8",
+                record_index,
+                _record_id_hint(self.buffer[self.pos:]),
+            )
         raw = self._file.read(_CHUNK_CHARS)
         try:
             text = self._decoder.decode(raw, final=not raw)
         except UnicodeDecodeError as error:
-            offset = self._bytes_read + error.start
-            raise InputError(
-                self.path,
-                f"invalid UTF-8 at byte {offset}: the file must be UTF-8 text",
-                record_index,
-            ) from None
+            # Keep the valid text before the byte, so that the records before
+            # it parse, and fail once the parser needs what follows.
+            held = len(error.object) - len(raw)
+            self._bad_byte = self._bytes_read - held + error.start
+            self.buffer += error.object[:error.start].decode("utf-8")
+            self._bytes_read += len(raw)
+            return True
         self._bytes_read += len(raw)
         self.buffer += text
         if not raw:
@@ -197,6 +209,10 @@ def iter_records(path):
                 return False, byte_order_mark
             if in_array:
                 if char == "]":
+                    stream.pos += 1
+                    if stream.skip_space(index) != "":
+                        raise InputError(path, "unexpected text after the closing "
+                                         "']' of the array", index)
                     return False, byte_order_mark
                 if index > 0:
                     if char != ",":
@@ -221,6 +237,9 @@ def _decode_one(decoder, stream, index):
     while True:
         try:
             value, end = decoder.raw_decode(stream.buffer, stream.pos)
+        except RecursionError:
+            raise InputError(stream.path, "nested too deeply to be a ShareGPT "
+                             "record", index) from None
         except json.JSONDecodeError as error:
             if not stream.eof and _may_go_on(error, _INCOMPLETE_MARGIN):
                 stream.read_more(index)
@@ -235,6 +254,9 @@ def _decode_one(decoder, stream, index):
                 index,
                 record_id,
             ) from None
+        except ValueError as error:  # e.g. a number with too many digits
+            raise InputError(stream.path, f"not a usable value: {error}", index,
+                             _record_id_hint(stream.buffer[stream.pos:])) from None
         if end == len(stream.buffer) and not stream.eof:
             # A number at the very end of the buffer may go on in the next chunk.
             if stream.read_more(index):
@@ -325,6 +347,9 @@ def _to_conversation(path, index, record, kept_index, drop_separators, report, r
         )
     raw_id = record.get("id")
     record_id = str(raw_id) if raw_id is not None else None
+    if record_id is not None and not encodable(record_id):
+        raise InputError(path, "the id holds a lone surrogate (\\ud800-\\udfff), "
+                         "which UTF-8 cannot encode", index)
     turns = record.get("conversations")
     if not isinstance(turns, list):
         problem = (
@@ -346,6 +371,14 @@ def _to_conversation(path, index, record, kept_index, drop_separators, report, r
         if text is None:
             report.messages_skipped += 1
             continue
+        if not encodable(text):
+            raise InputError(
+                path,
+                f"message {position} holds a lone surrogate (\\ud800-\\udfff), "
+                "which UTF-8 cannot encode",
+                index,
+                record_id,
+            )
         if drop_separators:
             report.line_separators_removed += _separator_count(message)
         role = message.get("from")
@@ -357,6 +390,15 @@ def _to_conversation(path, index, record, kept_index, drop_separators, report, r
     # A record without an id is named by its position in the file.
     label = record_id if record_id is not None else f"record {index}"
     return Conversation(label, kept_index, tuple(messages))
+
+
+def encodable(text):
+    """Whether UTF-8 can encode ``text`` (no lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _separator_count(message):

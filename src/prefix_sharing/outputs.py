@@ -16,6 +16,10 @@ from pathlib import Path
 def atomic_file(path, mode="w"):
     """Open a temporary file beside ``path``; rename it to ``path`` on success."""
     path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        from prefix_sharing.errors import UserError
+
+        raise UserError(f"{path}: not a regular file; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -41,5 +45,13 @@ def write_json(path, data):
 
 
 def read_json(path):
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+    """Parse a JSON file; a missing or broken file is an ``InputError``."""
+    from prefix_sharing.errors import InputError
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except OSError as error:
+        raise InputError(path, error.strerror or str(error)) from None
+    except (ValueError, RecursionError) as error:
+        raise InputError(path, f"not valid JSON ({error})") from None

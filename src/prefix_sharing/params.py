@@ -61,9 +61,15 @@ def non_negative_float(text):
 
 
 def name_or_path(text):
-    if not str(text).strip():
+    """A tokenizer name or path; it goes into shell commands, so plain only."""
+    text = str(text)
+    if not text.strip():
         raise argparse.ArgumentTypeError("must not be empty")
-    return str(text)
+    if not all(c.isalnum() or c in "._-/~@+:" for c in text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} may hold only letters, digits and . _ - / ~ @ + :"
+        )
+    return text
 
 
 def choice(*allowed):
@@ -127,10 +133,24 @@ PARAMS = {
 }
 
 
-def validate(values, source="params.yaml"):
-    """Parsed values of a params mapping; UserError names the first bad one."""
+# Keys whose value is a list; every other value is a single one.
+LIST_KEYS = ("traces", "block_sizes", "capacities", "block_size_capacities")
+
+
+def validate(values, source="params.yaml", complete=False):
+    """Parsed values of a params mapping; UserError names the first bad one.
+
+    ``complete`` also requires every key (the pipeline reads them all).
+    """
     from prefix_sharing.errors import UserError
 
+    if complete:
+        missing = [key for key in [*PARAMS, "sweep"] if key not in values]
+        missing += [f"sweep.{key}" for key in SWEEP_PARAMS
+                    if isinstance(values.get("sweep"), dict)
+                    and key not in values["sweep"]]
+        if missing:
+            raise UserError(f"{source}: {missing[0]} is missing")
     parsed = _validate(values, PARAMS, source, "", nested=("sweep",))
     if "sweep" in values:
         sweep = values["sweep"]
@@ -151,6 +171,8 @@ def _validate(values, schema, source, prefix, nested=()):
         if key not in values:
             continue
         value = values[key]
+        if isinstance(value, (list, dict)) and key not in LIST_KEYS:
+            raise UserError(f"{source}: {prefix}{key}: expected a single value")
         text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
         try:
             parsed[key] = parse(text)
@@ -171,4 +193,4 @@ def validate_file(path):
         raise UserError(f"{path}: cannot be read as YAML ({error})") from None
     if not isinstance(values, dict):
         raise UserError(f"{path}: expected a mapping of parameter names to values")
-    return validate(values, str(path))
+    return validate(values, str(path), complete=True)

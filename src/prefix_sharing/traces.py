@@ -11,10 +11,11 @@ then a last line ``Assistant:`` that cues the answer.
 
 import dataclasses
 import json
+import math
 import random
 
-from prefix_sharing.conversations import ANSWER_ROLE, USER_ROLE
-from prefix_sharing.errors import InputError
+from prefix_sharing.conversations import ANSWER_ROLE, USER_ROLE, encodable
+from prefix_sharing.errors import InputError, UserError
 from prefix_sharing.outputs import atomic_file
 
 KINDS = ("multi_turn", "single_turn")
@@ -101,6 +102,11 @@ def build_trace(conversations, kind, arrival_rate=2.0, seed=42, turn_delay=10.0)
         if not pairs:
             continue
         clock += rng.expovariate(arrival_rate)
+        if not math.isfinite(clock + len(pairs) * turn_delay):
+            raise UserError(
+                "arrival times overflow: raise the arrival rate or lower the "
+                "turn delay"
+            )
         for turn, (history, answer) in enumerate(pairs):
             requests.append(
                 Request(
@@ -127,18 +133,25 @@ def iter_trace(path):
     """Yield the requests of a JSON-lines trace one at a time."""
     fields = [f.name for f in dataclasses.fields(Request)]
     try:
-        handle = open(path, encoding="utf-8")
+        handle = open(path, "rb")
     except OSError as error:
         raise InputError(path, f"cannot be read ({error.strerror})") from None
     with handle:
         for line_number, line in enumerate(handle):
             try:
-                record = json.loads(line)
-                yield Request(**{name: record[name] for name in fields})
+                record = json.loads(line.decode("utf-8"))
+                request = Request(**{name: record[name] for name in fields})
             except (ValueError, KeyError, TypeError) as error:
+                # ValueError includes invalid UTF-8 and invalid JSON.
                 raise InputError(
                     path, f"not a trace record ({error})", line_number
                 ) from None
+            if not (isinstance(request.prompt, str) and isinstance(request.turn, int)
+                    and encodable(request.prompt)):
+                raise InputError(path, "not a trace record: the prompt must be "
+                                 "UTF-8 text and the turn a whole number",
+                                 line_number, request.conversation_id)
+            yield request
 
 
 def read_trace(path):
