@@ -34,7 +34,7 @@ setup_env() {
 
 setup_env .venv requirements/replay.lock
 case "${1:-}" in
-  test | compare) setup_env .venv-v1 requirements/compare.lock ;;
+  test | compare | compare-sweep) setup_env .venv-v1 requirements/compare.lock ;;
 esac
 
 export PATH="$PWD/.venv/bin:$PATH"

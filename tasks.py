@@ -123,6 +123,16 @@ def compare(c):
     print((ROOT / "results" / "comparison.txt").read_text(encoding="utf-8"), end="")
 
 
+@task(pre=[data])
+def compare_sweep(c):
+    """V0 and V1 over the sweep of params.yaml (sweep:); prints the table."""
+    _valid_params()
+    _dvc_ready(c)
+    c.run("dvc repro compare_sweep")
+    table = ROOT / "results" / "sweep_comparison" / "table.txt"
+    print(table.read_text(encoding="utf-8"), end="")
+
+
 @task(help={"quick": "skip the whole data file, which takes minutes"})
 def bench(c, quick=False):
     """Measure speed and memory; prints them and writes results/bench.json."""

@@ -21,7 +21,7 @@ ALL_STAGES = {
     "tokenize@single_turn", "replay", "check", "plots",
     "traces_sweep@multi_turn", "traces_sweep@single_turn",
     "tokenize_sweep@multi_turn", "tokenize_sweep@single_turn", "sweep",
-    "replay_v1", "compare",
+    "replay_v1", "compare", "sweep_v1", "compare_sweep",
 }
 
 
@@ -43,8 +43,8 @@ def fresh_copy(dest, with_git):
     # A small sweep keeps the test short; the published stages are unchanged.
     params = dest / "params.yaml"
     text = params.read_text()
-    assert "  conversations: 2000" in text
-    params.write_text(text.replace("  conversations: 2000", "  conversations: 10"))
+    assert "  conversations: all" in text
+    params.write_text(text.replace("  conversations: all", "  conversations: 10"))
     if with_git:
         git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
         subprocess.run(["git", "init", "-q"], cwd=dest, check=True)

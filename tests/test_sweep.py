@@ -74,3 +74,63 @@ def test_local_processes(tokens_dir):
 def test_local_ray_instance(tokens_dir):
     pytest.importorskip("ray")
     check(sweep.run_all(points(), tokens_dir, watermark=0.0, ray_address="local"))
+
+
+def v1_expected():
+    """The same points through V1, which keeps one block of each pool for itself.
+
+    Unbounded pools get that block on top, so V1 sees what V0 sees. A capacity
+    of 12 tokens is 3 blocks for both: V1 has 2 to give, so requests 0 and 1
+    (3 and 4 blocks) are never admitted and request 2 fits without evicting.
+    """
+    return expected() | {
+        (4, 12, True): dict(lookups=2, hits=0, evictions=0, not_admitted=2),
+    }
+
+
+def test_v1_sweep_and_comparison(tokens_dir, tmp_path):
+    import csv
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    v1_python = ROOT / ".venv-v1" / "bin" / "python"
+    if not v1_python.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{v1_python} is missing")
+        pytest.skip(f"{v1_python} is missing")
+    env = dict(os.environ, PREFIX_SHARING_V1_PYTHON=str(v1_python))
+    grid = ["--tokens", str(tokens_dir), "--traces", "multi_turn",
+            "--base-block-size", "4", "--block-sizes", "4,8",
+            "--capacities", "12,unbounded", "--block-size-capacities", "unbounded"]
+    for manager, out in (("v0", "v0"), ("v1", "v1")):
+        done = subprocess.run(
+            [sys.executable, "-m", "prefix_sharing", "--quiet", "sweep", *grid,
+             "--watermark", "0", "--manager", manager, "--workers", "1",
+             "--out", str(tmp_path / out)],
+            cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    figures = json.loads((tmp_path / "v1" / "metrics.json").read_text())
+    assert len(figures) == 4
+    for f in figures.values():
+        want = v1_expected()[(f["block_size"], f["capacity_tokens"], f["caching"])]
+        assert {k: f[k] for k in want} == want, f
+    # V1 wrote its points but drew nothing: its environment has no matplotlib.
+    assert sorted(p.name for p in (tmp_path / "v1").iterdir()) == [
+        "metrics.json", "points.csv"]
+
+    done = subprocess.run(
+        [sys.executable, "-m", "prefix_sharing", "compare-sweep",
+         "--v0", "v0", "--v1", "v1", "--base-block-size", "4", "--out", "both"],
+        cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    with open(tmp_path / "both" / "points.csv", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    row = next(r for r in rows if r["capacity_tokens"] == "12")
+    assert (row["v0_not_admitted"], row["v1_not_admitted"]) == ("1", "2")
+    assert {p.name for p in (tmp_path / "both").iterdir()} == {
+        "points.csv", "table.txt", "hit_rate_by_capacity.png",
+        "hit_rate_by_block_size.png"}

@@ -1,3 +1,3 @@
-from prefix_sharing.cli import main
+from prefix_sharing.launcher import main
 
 raise SystemExit(main())

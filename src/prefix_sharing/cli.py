@@ -10,7 +10,6 @@ import argparse
 import logging
 import math
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -19,7 +18,8 @@ from prefix_sharing import conversations, token_store, traces
 from prefix_sharing.datafile import bundled_path
 from prefix_sharing.errors import UserError
 from prefix_sharing.experiments import EXPERIMENTS, write_experiment
-from prefix_sharing.outputs import atomic_file, read_json, write_json
+from prefix_sharing.launcher import INTERRUPTED
+from prefix_sharing.outputs import atomic_file, read_json, together, write_json
 from prefix_sharing.params import (
     capacity,
     fraction,
@@ -30,11 +30,15 @@ from prefix_sharing.params import (
     positive_float,
     trace_kind,
 )
+from prefix_sharing.sweep import MANAGERS
+from prefix_sharing.token_store import ORDERS, TRACE_ORDER
 from prefix_sharing.tokenizer import OFFLINE_OPT, load_tokenizer
 
 log = logging.getLogger("prefix_sharing")
 
 BUNDLED_DATA = "bundled"
+ORDER_HELP = ("feed requests as the trace lists them (default; each "
+              "conversation's turns in a row, as the study did) or by arrival time")
 
 
 def parse_experiments(text):
@@ -104,10 +108,11 @@ def run_tokenize(args):
     tokenizer = load_tokenizer(args.tokenizer)
     check_writable(Path(args.out).parent)
     log.info("tokenizing %s with %s", trace_path, tokenizer.name)
-    arrays, requests = [], []
+    arrays, requests, arrivals = [], [], []
     batch = []
     for request in traces.iter_trace(trace_path):
         requests.append((request.conversation_id, request.turn))
+        arrivals.append(request.arrival_time)
         batch.append(request.prompt)
         if len(batch) == 4096:
             arrays.extend(tokenizer.encode_arrays(batch))
@@ -115,7 +120,8 @@ def run_tokenize(args):
             log.info("tokenized %d prompts", len(arrays))
     arrays.extend(tokenizer.encode_arrays(batch))
     packed = token_store.pack(
-        arrays, requests, {"tokenizer": tokenizer.description, "trace": summary}
+        arrays, requests, {"tokenizer": tokenizer.description, "trace": summary},
+        arrivals,
     )
     token_store.write_tokens(args.out, packed)
     log.info("wrote %d prompt tokens to %s", len(packed.ids), args.out)
@@ -147,6 +153,7 @@ def run_replay(args):
             caching=caching,
             request_limit=args.requests,
             procedure=args.procedure,
+            order=args.order,
         )
         all_totals[name] = write_experiment(
             out_dir, name, result, tokens, args.gpu_blocks
@@ -157,7 +164,7 @@ def run_replay(args):
 
 def _check_capacity(tokens, args, path):
     """Fail before replaying when not even the shortest request could fit."""
-    lengths = tokens.lengths()[: args.requests]
+    lengths = tokens.lengths()[tokens.order(args.order)[: args.requests]]
     if len(lengths) == 0:
         raise UserError(f"{path}: the trace holds no request to replay")
     shortest = math.ceil(int(lengths.min()) / args.block_size)
@@ -204,23 +211,46 @@ def run_check(args):
 def run_sweep(args):
     from prefix_sharing import plots, sweep
 
+    if args.manager == "v1" and not _in_v1_environment():
+        from prefix_sharing.compare import run_v1
+
+        return run_v1(args.argv, module="prefix_sharing")
     out_dir = Path(args.out)
     check_writable(out_dir)
     for kind in args.traces:
         path = Path(args.tokens) / f"{kind}.tokens"
         if not path.exists():
             raise UserError(f"{path}: no tokenized trace; run the tokenize stage")
+    if args.manager == "v1" and args.ray_address:
+        log.warning("the V1 environment has no Ray; the points run in local "
+                    "processes")
+        args.ray_address = None
     points = sweep.plan(args.traces, args.block_sizes, args.capacities,
                         args.block_size_capacities, args.base_block_size)
-    log.info("sweeping %d points of %s", len(points), ", ".join(args.traces))
+    log.info("sweeping %d points of %s through the %s block manager, in %s order",
+             len(points), ", ".join(args.traces), args.manager.upper(), args.order)
     figures = sweep.run_all(points, args.tokens, args.watermark, args.workers,
-                            args.ray_address)
+                            args.ray_address, args.manager, args.order)
     write_json(out_dir / "metrics.json",
                {sweep.Point(**{k: f[k] for k in ("trace", "block_size",
                                                  "capacity_tokens", "caching")}
                             ).label: f for f in figures})
-    plots.draw_sweep(figures, args.base_block_size, out_dir)
-    log.info("wrote %d sweep points and their plots to %s", len(figures), out_dir)
+    if args.manager == "v0":
+        plots.draw_sweep(figures, args.base_block_size, out_dir)
+    else:
+        # The V1 environment has no matplotlib: `compare-sweep` draws V1's lines.
+        plots.write_sweep_csv(figures, out_dir)
+    log.info("wrote %d sweep points to %s", len(figures), out_dir)
+
+
+def _in_v1_environment():
+    from prefix_sharing.replay_v1 import check_environment
+
+    try:
+        check_environment()
+    except UserError:
+        return False
+    return True
 
 
 def run_compare(args):
@@ -238,6 +268,26 @@ def run_compare(args):
     with atomic_file(results / "comparison.txt") as handle:
         handle.write(table + "\n")
     compare.plot(rows, results / "plots" / "v0_vs_v1.png")
+
+
+def run_compare_sweep(args):
+    from prefix_sharing import compare
+    from prefix_sharing.plots import write_csv
+
+    v0 = read_json(Path(args.v0) / "metrics.json")
+    v1 = read_json(Path(args.v1) / "metrics.json")
+    rows = compare.compare_sweeps(v0, v1)
+    if not rows:
+        raise UserError(f"{args.v0} and {args.v1} share no sweep point to compare")
+    table = compare.format_sweep_table(rows)
+    print(table)
+    out_dir = Path(args.out)
+    check_writable(out_dir)
+    write_csv(out_dir / "points.csv", compare.SWEEP_COLUMNS,
+              [[row[c] for c in compare.SWEEP_COLUMNS] for row in rows])
+    with atomic_file(out_dir / "table.txt") as handle:
+        handle.write(table + "\n")
+    compare.plot_sweeps(rows, args.base_block_size, out_dir)
 
 
 def run_bench(args):
@@ -347,6 +397,8 @@ def build_parser():
         "exactly as the study did (fails once blocks must be evicted)",
     )
     stage.add_argument("--out", default="results", help="results folder")
+    stage.add_argument("--order", choices=ORDERS, default=TRACE_ORDER,
+                       help=ORDER_HELP)
     stage.set_defaults(run=run_replay)
 
     stage = commands.add_parser("check", help="compare results with the study")
@@ -387,6 +439,13 @@ def build_parser():
         help="run the points on this Ray cluster ('local' starts one); default "
         "$PREFIX_SHARING_RAY_ADDRESS, else local processes",
     )
+    stage.add_argument(
+        "--manager", choices=MANAGERS, default="v0",
+        help="v0: vLLM 0.6.6.post1's block manager (default); v1: vLLM 0.33.0's "
+        "KVCacheManager, run in the comparison environment (.venv-v1)",
+    )
+    stage.add_argument("--order", choices=ORDERS, default=TRACE_ORDER,
+                       help=ORDER_HELP)
     stage.add_argument("--out", default="results/sweep")
     stage.set_defaults(run=run_sweep)
 
@@ -402,6 +461,15 @@ def build_parser():
     stage.add_argument("--experiments", type=parse_experiments,
                        default=["multi_turn", "single_turn"])
     stage.set_defaults(run=run_compare)
+
+    stage = commands.add_parser("compare-sweep",
+                                help="tabulate and plot V0 against V1 sweeps")
+    stage.add_argument("--v0", default="results/sweep", help="V0 sweep folder")
+    stage.add_argument("--v1", default="results/sweep_v1", help="V1 sweep folder")
+    stage.add_argument("--base-block-size", type=integer(1), default=16,
+                       help="block size of the capacity sweep (default 16)")
+    stage.add_argument("--out", default="results/sweep_comparison")
+    stage.set_defaults(run=run_compare_sweep)
 
     stage = commands.add_parser("bench", help="measure speed and memory")
     stage.add_argument("--data", default=BUNDLED_DATA)
@@ -424,16 +492,7 @@ def build_parser():
     return parser
 
 
-def _stop_on_sigterm(signum, frame):
-    # Unwind like Ctrl-C, so atomic writes remove their temporary files.
-    raise KeyboardInterrupt
-
-
 def main(argv=None):
-    # Ctrl-C must interrupt even where the parent ignores SIGINT (a job in the
-    # background of a script); SIGTERM unwinds the same way.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["replay-v1"]:
         from prefix_sharing.compare import run_v1
@@ -444,13 +503,15 @@ def main(argv=None):
             print(f"prefix-sharing: error: {error}", file=sys.stderr)
             return 2
     args = build_parser().parse_args(argv)
+    args.argv = argv
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(message)s" if args.debug else "%(message)s",
         stream=sys.stderr,
     )
     try:
-        return args.run(args) or 0
+        with together():
+            return args.run(args) or 0
     except UserError as error:
         if args.debug:
             raise
@@ -465,5 +526,5 @@ def main(argv=None):
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("prefix-sharing: interrupted; no partial output kept", file=sys.stderr)
+        print(INTERRUPTED, file=sys.stderr)
         return 130

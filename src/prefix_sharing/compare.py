@@ -29,15 +29,15 @@ FIGURES = (
 V1_PYTHON = ".venv-v1/bin/python"
 
 
-def run_v1(args):
-    """Run the V1 replay in its own environment, which never meets V0's."""
+def run_v1(args, module="prefix_sharing.replay_v1"):
+    """Run ``module`` in the V1 environment, which never meets V0's."""
     python = Path(os.environ.get("PREFIX_SHARING_V1_PYTHON", V1_PYTHON))
     if not python.exists():
         raise UserError(
             f"{python}: the comparison environment is missing; "
             "`./run.sh compare` sets it up from requirements/compare.lock"
         )
-    command = [str(python), "-m", "prefix_sharing.replay_v1", *args]
+    command = [str(python), "-m", module, *args]
     done = subprocess.run(command)
     if done.returncode:
         sys.exit(done.returncode)
@@ -107,4 +107,112 @@ def plot(rows, out_path):
     axis.legend(fontsize=7)
     figure.tight_layout()
     save(figure, out_path)
+    plt.close(figure)
+
+
+# --- sweeps ----------------------------------------------------------------
+
+SWEEP_FIGURES = ("gpu_blocks", "not_admitted", "token_hit_rate", "block_hit_rate",
+                 "evictions")
+SWEEP_COLUMNS = ("trace", "block_size", "capacity_tokens", "caching") + tuple(
+    f"{manager}_{figure}" for figure in SWEEP_FIGURES for manager in ("v0", "v1"))
+
+
+def compare_sweeps(v0_points, v1_points):
+    """One row per sweep point that both managers replayed, in V0's order.
+
+    Both arguments map a point's label to its figures (a sweep's metrics.json).
+    """
+    rows = []
+    for label, v0 in v0_points.items():
+        v1 = v1_points.get(label)
+        if v1 is None:
+            continue
+        row = {key: v0[key] for key in SWEEP_COLUMNS[:4]}
+        for figure in SWEEP_FIGURES:
+            row[f"v0_{figure}"] = v0[figure]
+            row[f"v1_{figure}"] = v1[figure]
+        rows.append(row)
+    return rows
+
+
+def format_sweep_table(rows):
+    lines = [f"{'trace':<12} {'block':>5} {'capacity':>11} {'caching':>7} "
+             f"{'V0 tokens from cache':>20} {'V1 tokens from cache':>20} "
+             f"{'V0 evictions':>13} {'V1 evictions':>13}"]
+    for row in rows:
+        capacity = row["capacity_tokens"]
+        lines.append(
+            f"{row['trace']:<12} {row['block_size']:>5} "
+            f"{'unbounded' if capacity is None else f'{capacity:,}':>11} "
+            f"{'on' if row['caching'] else 'off':>7} "
+            f"{_cell(row['v0_token_hit_rate']):>20} "
+            f"{_cell(row['v1_token_hit_rate']):>20} "
+            f"{_cell(row['v0_evictions']):>13} {_cell(row['v1_evictions']):>13}"
+        )
+    lines.append("")
+    lines.append("tokens from cache: share of prompt tokens the manager served "
+                 "from its cache.")
+    return "\n".join(lines)
+
+
+def plot_sweeps(rows, base_block_size, out_dir):
+    """Hit rate against capacity and against block size, V0 solid, V1 dashed."""
+    from prefix_sharing.plots import KIND_LABELS, _capacity_label, _pyplot, save
+
+    plt = _pyplot()
+    caching = [r for r in rows if r["caching"]]
+    styles = {"v0": ("-", "V0 0.6.6"), "v1": ("--", "V1 0.33.0")}
+    markers = {"multi_turn": "o", "single_turn": "s"}
+
+    figure, axis = plt.subplots(figsize=(6.8, 4.2))
+    chosen = [r for r in caching if r["block_size"] == base_block_size]
+    finite = sorted({r["capacity_tokens"] for r in chosen} - {None})
+    positions = {c: i for i, c in enumerate([*finite, None])}
+    for trace, marker in markers.items():
+        line = sorted((r for r in chosen if r["trace"] == trace),
+                      key=lambda r: positions[r["capacity_tokens"]])
+        for manager, (style, name) in styles.items():
+            if line:
+                axis.plot([positions[r["capacity_tokens"]] for r in line],
+                          [r[f"{manager}_token_hit_rate"] or 0 for r in line],
+                          marker + style, label=f"{KIND_LABELS[trace]}, {name}")
+    axis.set_xticks(range(len(positions)),
+                    [_capacity_label(c) for c in positions], rotation=30)
+    axis.set_xlabel("GPU KV-cache capacity (tokens)")
+    axis.set_ylabel("share of prompt tokens served from cache")
+    axis.set_ylim(0, 1.05)
+    axis.set_title(f"V0 against V1 over cache capacity (block size "
+                   f"{base_block_size})")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    figure.tight_layout()
+    save(figure, Path(out_dir) / "hit_rate_by_capacity.png")
+    plt.close(figure)
+
+    figure, axis = plt.subplots(figsize=(6.8, 4.2))
+    sizes = sorted({r["block_size"] for r in caching})
+    groups = {}
+    for row in caching:
+        groups.setdefault((row["trace"], row["capacity_tokens"]), []).append(row)
+    for (trace, capacity), line in groups.items():
+        if len(line) < 2:
+            continue
+        line.sort(key=lambda r: r["block_size"])
+        for manager, (style, name) in styles.items():
+            axis.plot([r["block_size"] for r in line],
+                      [r[f"{manager}_token_hit_rate"] or 0 for r in line],
+                      markers[trace] + style,
+                      label=f"{KIND_LABELS[trace]}, {_capacity_label(capacity)} "
+                      f"tokens, {name}")
+    axis.set_xscale("log", base=2)
+    axis.set_xticks(sizes, [str(s) for s in sizes])
+    axis.set_xlabel("block size (tokens per KV-cache block)")
+    axis.set_ylabel("share of prompt tokens served from cache")
+    axis.set_ylim(0, 1.05)
+    axis.set_title("V0 against V1 over block size")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=6)
+    figure.tight_layout()
+    save(figure, Path(out_dir) / "hit_rate_by_block_size.png")
     plt.close(figure)

@@ -8,6 +8,7 @@ import time
 
 from prefix_sharing import metrics
 from prefix_sharing.outputs import write_json
+from prefix_sharing.token_store import TRACE_ORDER
 
 log = logging.getLogger(__name__)
 
@@ -21,17 +22,21 @@ EXPERIMENTS = {
 _PROGRESS_SECONDS = 5.0
 
 
-def replay_requests(prefill, tokens, count):
-    """Feed the first ``count`` prompts to ``prefill``, one at a time.
+def replay_requests(prefill, tokens, count, order=TRACE_ORDER):
+    """Feed ``count`` prompts to ``prefill``, one at a time, in ``order``.
 
-    Yields ``(record, result)``: the per-request figures and what ``prefill``
-    returned, logging progress every few seconds.
+    ``order`` is ``"trace"`` (the first ``count`` requests as written) or
+    ``"arrival"`` (the first ``count`` to arrive). Yields ``(record, result)``:
+    the per-request figures and what ``prefill`` returned, logging progress
+    every few seconds. Records keep each request's position in the trace.
     """
     lengths = tokens.lengths()
     started = last_report = time.monotonic()
-    for index in range(count):
+    replayed_tokens = 0
+    for done, index in enumerate(tokens.order(order)[:count], start=1):
         result = prefill(index, tokens.prompt(index))
         conversation_id, turn = tokens.request(index)
+        replayed_tokens += int(lengths[index])
         yield metrics.request_figures(
             index, conversation_id, turn, int(lengths[index]), result
         ), result
@@ -40,8 +45,8 @@ def replay_requests(prefill, tokens, count):
             last_report = now
             log.info(
                 "replayed %d of %d requests (%.0f%%), %.0f prompt tokens/s",
-                index + 1, count, 100 * (index + 1) / count,
-                lengths[: index + 1].sum() / (now - started),
+                done, count, 100 * done / count,
+                replayed_tokens / (now - started),
             )
 
 

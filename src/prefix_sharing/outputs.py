@@ -3,13 +3,46 @@
 Every file goes to a temporary name in the same folder and is renamed into
 place once complete. An interrupted run therefore leaves either the old file or
 none, never a truncated one that DVC would cache.
+
+Inside ``together()``, the renames wait until the block ends, and then happen
+all at once with Ctrl-C and SIGTERM held back: a command that writes several
+files leaves either all of its new files or none of them, never a folder that
+mixes two runs.
 """
 
 import contextlib
 import json
 import os
+import signal
 import tempfile
 from pathlib import Path
+
+_pending = None  # [(temporary, final path)] inside together(), else None
+_HELD_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
+@contextlib.contextmanager
+def together():
+    """Put every file written in this block in place only if the block succeeds."""
+    global _pending
+    if _pending is not None:
+        yield
+        return
+    _pending = []
+    try:
+        yield
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+        try:
+            for tmp, path in _pending:
+                os.replace(tmp, path)
+            _pending.clear()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+    finally:
+        for tmp, _ in _pending:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        _pending = None
 
 
 @contextlib.contextmanager
@@ -30,7 +63,10 @@ def atomic_file(path, mode="w"):
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        if _pending is None:
+            os.replace(tmp, path)
+        else:
+            _pending.append((tmp, path))
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -115,6 +115,7 @@ SWEEP_PARAMS = {
     "block_sizes": listed(integer(1)),
     "capacities": listed(capacity),
     "block_size_capacities": listed(capacity),
+    "order": choice("trace", "arrival"),
 }
 
 # Every key of params.yaml and how it is checked.

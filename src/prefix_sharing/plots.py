@@ -228,10 +228,14 @@ SWEEP_COLUMNS = (
 )
 
 
+def write_sweep_csv(points, out_dir):
+    write_csv(Path(out_dir) / "points.csv", SWEEP_COLUMNS,
+              [[p[c] for c in SWEEP_COLUMNS] for p in points])
+
+
 def draw_sweep(points, base_block_size, out_dir):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_csv(out_dir / "points.csv", SWEEP_COLUMNS,
-              [[p[c] for c in SWEEP_COLUMNS] for p in points])
+    write_sweep_csv(points, out_dir)
     sweep_capacity(points, base_block_size, out_dir)
     sweep_block_size(points, out_dir)

@@ -5,6 +5,7 @@ import logging
 from prefix_sharing import metrics
 from prefix_sharing.errors import UserError
 from prefix_sharing.experiments import replay_requests
+from prefix_sharing.token_store import TRACE_ORDER
 from prefix_sharing.vllm_v0_adapter import (
     SCHEDULER,
     STUDY,
@@ -50,8 +51,9 @@ def replay(
     caching=True,
     request_limit=100,
     procedure=SCHEDULER,
+    order=TRACE_ORDER,
 ):
-    """Replay the first ``request_limit`` requests (None: all).
+    """Replay the first ``request_limit`` requests (None: all) in ``order``.
 
     ``tokens`` is a ``TokenizedTrace``. Returns the result document:
     configuration, totals and per-request figures.
@@ -79,7 +81,7 @@ def replay(
                 "time; replay with the scheduler procedure instead"
             ) from None
 
-    records = [record for record, _ in replay_requests(prefill, tokens, count)]
+    records = [record for record, _ in replay_requests(prefill, tokens, count, order)]
     config = {
         "block_size": block_size,
         "gpu_blocks": gpu_blocks,
@@ -88,6 +90,7 @@ def replay(
         "caching": caching,
         "request_limit": request_limit,
         "procedure": procedure,
+        "order": order,
         "block_manager": f"vllm {VLLM_VERSION} SelfAttnBlockSpaceManager",
     }
     return {

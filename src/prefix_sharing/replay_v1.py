@@ -13,20 +13,23 @@ so it imports only the parts of this package that need no vLLM:
 import argparse
 import logging
 import math
+import signal
 import sys
 from importlib import metadata
 from pathlib import Path
 
 from prefix_sharing import metrics, token_store
-from prefix_sharing.cli import check_writable, parse_experiments
+from prefix_sharing.cli import ORDER_HELP, check_writable, parse_experiments
 from prefix_sharing.errors import UserError
+from prefix_sharing.launcher import _stop_on_sigterm
 from prefix_sharing.experiments import (
     EXPERIMENTS,
     replay_requests,
     write_experiment,
 )
-from prefix_sharing.outputs import write_json
+from prefix_sharing.outputs import together, write_json
 from prefix_sharing.params import integer, optional_count
+from prefix_sharing.token_store import ORDERS, TRACE_ORDER
 
 log = logging.getLogger("prefix_sharing")
 
@@ -51,8 +54,8 @@ def check_environment():
 
 
 def replay(tokens, block_size=16, gpu_blocks=10_000, caching=True,
-           request_limit=100):
-    """Replay the first ``request_limit`` requests (None: all).
+           request_limit=100, order=TRACE_ORDER):
+    """Replay the first ``request_limit`` requests (None: all) in ``order``.
 
     ``tokens`` is a ``TokenizedTrace``. Returns the result document:
     configuration, totals and per-request figures.
@@ -69,7 +72,7 @@ def replay(tokens, block_size=16, gpu_blocks=10_000, caching=True,
     )
     records = []
     for record, prefill in replay_requests(
-        lambda _, token_ids: manager.prefill(token_ids), tokens, count
+        lambda _, token_ids: manager.prefill(token_ids), tokens, count, order
     ):
         # V1's own unit; equal to hits * block_size, V1 serving whole blocks.
         record["cached_prompt_tokens"] = prefill.cached_tokens
@@ -79,6 +82,7 @@ def replay(tokens, block_size=16, gpu_blocks=10_000, caching=True,
         "gpu_blocks": gpu_blocks,
         "caching": caching,
         "request_limit": request_limit,
+        "order": order,
         "block_manager": f"vllm {VLLM_VERSION} KVCacheManager (V1)",
         "block_hash": HASH_ALGORITHM,
         # V1 counts its hit rate in prompt tokens, V0 in full blocks.
@@ -114,6 +118,7 @@ def run(args):
             gpu_blocks=args.gpu_blocks,
             caching=caching,
             request_limit=args.requests,
+            order=args.order,
         )
         all_totals[name] = write_experiment(
             out_dir, name, result, tokens, args.gpu_blocks
@@ -124,7 +129,7 @@ def run(args):
 
 def _check_capacity(tokens, args, path):
     """Fail before replaying when not even the shortest request could fit."""
-    lengths = tokens.lengths()[: args.requests]
+    lengths = tokens.lengths()[tokens.order(args.order)[: args.requests]]
     if len(lengths) == 0:
         raise UserError(f"{path}: the trace holds no request to replay")
     shortest = math.ceil(int(lengths.min()) / args.block_size)
@@ -163,11 +168,14 @@ def build_parser():
     parser.add_argument("--requests", type=optional_count, default=100,
                         help="replay the first N requests of each trace, or "
                         "'all' (default 100)")
+    parser.add_argument("--order", choices=ORDERS, default=TRACE_ORDER,
+                        help=ORDER_HELP)
     parser.add_argument("--out", default="results/v1", help="results folder")
     return parser
 
 
 def main(argv=None):
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
@@ -175,7 +183,8 @@ def main(argv=None):
         stream=sys.stderr,
     )
     try:
-        run(args)
+        with together():
+            run(args)
     except UserError as error:
         if args.debug:
             raise

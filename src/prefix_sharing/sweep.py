@@ -23,6 +23,7 @@ import os
 import time
 
 from prefix_sharing import token_store
+from prefix_sharing.token_store import TRACE_ORDER
 
 log = logging.getLogger(__name__)
 
@@ -86,26 +87,34 @@ def gpu_blocks_for(point, tokens, watermark):
 
 _loaded = {}
 
+# The block managers a sweep can replay through; V1 runs in its own environment.
+MANAGERS = ("v0", "v1")
 
-def run_point(point, tokens_path, watermark=0.01, cpu_blocks=0):
-    """Replay one point; returns its figures (safe to call in any process)."""
-    from prefix_sharing.replay import replay
 
+def run_point(point, tokens_path, watermark=0.01, manager="v0", order=TRACE_ORDER):
+    """Replay one point; returns its figures (safe to call in any process).
+
+    V1 has no watermark; its pool is sized as V0's without one, and the extra
+    block of an unbounded pool is V1's null block.
+    """
     if tokens_path not in _loaded:
         _loaded.clear()
         _loaded[tokens_path] = token_store.read_tokens(tokens_path)
     tokens = _loaded[tokens_path]
     started = time.monotonic()
-    gpu_blocks = gpu_blocks_for(point, tokens, watermark)
-    result = replay(
-        tokens,
-        block_size=point.block_size,
-        gpu_blocks=gpu_blocks,
-        cpu_blocks=cpu_blocks,
-        watermark=watermark,
-        caching=point.caching,
-        request_limit=None,
-    )
+    if manager == "v0":
+        from prefix_sharing.replay import replay
+
+        gpu_blocks = gpu_blocks_for(point, tokens, watermark)
+        result = replay(tokens, block_size=point.block_size, gpu_blocks=gpu_blocks,
+                        cpu_blocks=0, watermark=watermark, caching=point.caching,
+                        request_limit=None, order=order)
+    else:
+        from prefix_sharing.replay_v1 import replay
+
+        gpu_blocks = gpu_blocks_for(point, tokens, 0.0)
+        result = replay(tokens, block_size=point.block_size, gpu_blocks=gpu_blocks,
+                        caching=point.caching, request_limit=None, order=order)
     totals = result["totals"]
     figures = dataclasses.asdict(point) | {"gpu_blocks": gpu_blocks} | totals
     figures["sharing_fraction_meaningful"] = totals["evictions"] == 0
@@ -140,10 +149,12 @@ def _run_ray(jobs, address):
         ray.shutdown()
 
 
-def run_all(points, tokens_dir, watermark=0.01, workers=None, ray_address=None):
+def run_all(points, tokens_dir, watermark=0.01, workers=None, ray_address=None,
+            manager="v0", order=TRACE_ORDER):
     """Figures of every point, in plan order, with progress in the log."""
     jobs = [
-        (point, os.path.join(str(tokens_dir), f"{point.trace}.tokens"), watermark)
+        (point, os.path.join(str(tokens_dir), f"{point.trace}.tokens"), watermark,
+         manager, order)
         for point in points
     ]
     # Longest first, so the parallel tail is short.
