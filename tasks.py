@@ -6,10 +6,12 @@ line; the pipeline itself is ``dvc.yaml``, so `invoke reproduce` and
 """
 
 import os
+import signal
 import sys
 from pathlib import Path
 
-from invoke import task
+from invoke import Collection, task
+from invoke.runners import Local
 
 ROOT = Path(__file__).resolve().parent
 # Nothing is ever downloaded at run time: no hub, no telemetry.
@@ -20,6 +22,32 @@ OFFLINE = {
     "DO_NOT_TRACK": "1",
 }
 os.environ.update(OFFLINE)
+
+
+class ForwardingRunner(Local):
+    """Passes Ctrl-C on to the running command as a signal.
+
+    invoke's own runner types Ctrl-C into the command's input instead. Without
+    a terminal (a script, CI, ``kill -INT``) that does nothing, and once the
+    input is closed it fails with a traceback while the command runs on.
+    """
+
+    def send_interrupt(self, interrupt):
+        if self.using_pty:
+            return super().send_interrupt(interrupt)
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+
+
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+# invoke passes a KeyboardInterrupt on to the running command. Ctrl-C must
+# raise one even where the parent ignores SIGINT (a job in the background of a
+# script), and SIGTERM goes the same way.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.signal(signal.SIGTERM, _stop_on_sigterm)
 
 
 def _dvc_ready(c):
@@ -169,3 +197,7 @@ def _logging():
     import logging
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+namespace = Collection.from_module(sys.modules[__name__])
+namespace.configure({"runners": {"local": ForwardingRunner}})

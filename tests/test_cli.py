@@ -2,6 +2,7 @@
 nothing written."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -77,7 +78,8 @@ def test_fewer_conversations_than_asked(tmp_path):
         ("--block-size", "-16", "below the minimum 1"),
         ("--block-size", "16.5", "not a whole number"),
         ("--gpu-blocks", "-1", "below the minimum 1"),
-        ("--requests", "-3", "below the minimum 0"),
+        ("--requests", "-3", "below the minimum 1"),
+        ("--requests", "0", "argument --requests: 0 is below the minimum 1"),
         ("--watermark", "1.5", "not in [0, 1)"),
         ("--watermark", "nan", "not a finite number"),
     ],
@@ -163,6 +165,73 @@ def test_interrupted_run_leaves_no_partial_output(tmp_path, signum):
     rerun = cli("traces", "--kind", "multi_turn", "--conversations", "20",
                 "--out", "t.jsonl", cwd=tmp_path)
     assert rerun.returncode == 0
+
+
+INTERRUPT_ON_IMPORT = """
+import importlib.abc, os, signal, sys
+
+class Interrupt(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "prefix_sharing.conversations":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+"""
+
+
+def test_interrupt_while_importing(tmp_path):
+    # Ctrl-C lands while the command line is still being imported.
+    (tmp_path / "sitecustomize.py").write_text(INTERRUPT_ON_IMPORT)
+    done = cli("traces", "--out", "t.jsonl", cwd=tmp_path,
+               env=dict(os.environ, PYTHONPATH=str(tmp_path)))
+    assert done.returncode == 130
+    assert done.stderr == "prefix-sharing: interrupted; no partial output kept\n"
+
+
+def test_interrupted_replay_keeps_every_old_result(tokenized, tmp_path, monkeypatch):
+    """Stopped after one experiment, the folder still holds only the old run."""
+    from prefix_sharing import cli as command_line
+    from prefix_sharing import replay as replaying
+
+    out = tmp_path / "results"
+    out.mkdir()
+    names = ["multi_turn.json", "multi_turn.requests.json",
+             "multi_turn_no_caching.json", "multi_turn_no_caching.requests.json",
+             "metrics.json"]
+    for name in names:
+        (out / name).write_text("old\n")
+    real, calls = replaying.replay, []
+
+    def stop_at_the_second(*args, **kwargs):
+        calls.append(kwargs["caching"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(replaying, "replay", stop_at_the_second)
+    status = command_line.main([
+        "--quiet", "replay", "--tokens", str(tokenized / "tokens"),
+        "--experiments", "multi_turn,multi_turn_no_caching", "--out", str(out)])
+    assert status == 130 and calls == [True, False]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    assert {(out / name).read_text() for name in names} == {"old\n"}
+
+
+def test_files_of_one_command_land_together(tmp_path):
+    from prefix_sharing.outputs import together, write_json
+
+    with pytest.raises(KeyboardInterrupt):
+        with together():
+            write_json(tmp_path / "a.json", 1)
+            assert list(tmp_path.iterdir()) != []  # only a temporary file
+            raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []
+    with together():
+        write_json(tmp_path / "a.json", 1)
+        write_json(tmp_path / "b.json", 2)
+        assert not (tmp_path / "a.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]
 
 
 def test_pool_too_large_for_memory_is_refused_at_once(tokenized):

