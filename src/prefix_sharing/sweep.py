@@ -122,12 +122,24 @@ def run_point(point, tokens_path, watermark=0.01, manager="v0", order=TRACE_ORDE
     return figures, seconds
 
 
+def _worker_logging(level):
+    """A worker starts without logging: show its progress, named by point."""
+    logging.basicConfig(level=level, format="%(message)s")
+
+
+def _run_labelled(point, *args):
+    handler = logging.getLogger().handlers[0]
+    handler.setFormatter(logging.Formatter(f"{point.label}: %(message)s"))
+    return run_point(point, *args)
+
+
 def _run_local(jobs, workers):
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
-    with context.Pool(workers) as pool:
-        pending = [pool.apply_async(run_point, job) for job in jobs]
+    level = logging.getLogger("prefix_sharing").getEffectiveLevel()
+    with context.Pool(workers, _worker_logging, (level,)) as pool:
+        pending = [pool.apply_async(_run_labelled, job) for job in jobs]
         for job, handle in zip(jobs, pending):
             yield job[0], handle.get()
 
