@@ -134,3 +134,16 @@ def test_v1_sweep_and_comparison(tokens_dir, tmp_path):
     assert {p.name for p in (tmp_path / "both").iterdir()} == {
         "points.csv", "table.txt", "hit_rate_by_capacity.png",
         "hit_rate_by_block_size.png"}
+
+
+def test_block_size_plot_without_a_block_size_sweep(tmp_path):
+    import warnings
+
+    from prefix_sharing import plots
+
+    point = {"trace": "multi_turn", "caching": True, "block_size": 16,
+             "capacity_tokens": None, "token_hit_rate": 0.5}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plots.sweep_block_size([point, dict(point, capacity_tokens=64)], tmp_path)
+    assert (tmp_path / "hit_rate_by_block_size.png").stat().st_size > 0

@@ -215,7 +215,11 @@ def sweep_block_size(points, out_dir):
     axis.set_ylim(0, 1.05)
     axis.set_title("Hit rate against block size")
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7)
+    if axis.get_lines():
+        axis.legend(fontsize=7)
+    else:
+        axis.text(0.5, 0.5, "no capacity was swept over two or more block sizes",
+                  transform=axis.transAxes, ha="center", color="gray")
     figure.tight_layout()
     save(figure, out_dir / "hit_rate_by_block_size.png")
     plt.close(figure)
