@@ -55,10 +55,13 @@ def fresh_copy(dest, with_git):
         dvc(dest, "config", "--local", "core.no_scm", "true")
 
 
+def dvc_env():
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+                PREFIX_SHARING_V1_PYTHON=str(ROOT / ".venv-v1" / "bin" / "python"))
+
+
 def dvc(cwd, *args, check=True):
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-               PREFIX_SHARING_V1_PYTHON=str(ROOT / ".venv-v1" / "bin" / "python"))
-    done = subprocess.run(["dvc", *args], cwd=cwd, env=env, capture_output=True,
+    done = subprocess.run(["dvc", *args], cwd=cwd, env=dvc_env(), capture_output=True,
                           text=True)
     if check:
         assert done.returncode == 0, done.stdout + done.stderr
@@ -96,6 +99,12 @@ def test_dvc_recomputes_exactly_what_changed(tmp_path, with_git):
     assert stages_run(dvc(project, "repro").stdout) == {
         "replay", "check", "plots", "replay_v1", "compare"}
     assert verdict(project) == "not comparable"
+    # The stage passes, so that experiments run; the reproduction does not.
+    reproduce = subprocess.run(
+        [str(Path(sys.executable).parent / "invoke"), "reproduce"], cwd=project,
+        env=dvc_env(), capture_output=True, text=True)
+    assert reproduce.returncode == 3, reproduce.stdout + reproduce.stderr
+    assert "check not comparable" in reproduce.stdout
 
     # Other data: records 1 to 120 as JSON lines.
     records = []

@@ -66,6 +66,10 @@ def test_a_result_left_aside_is_not_a_pass(reproduced):
                 cwd=reproduced)
     assert check.returncode == 0
     assert "check not comparable: the results of multi_turn come" in check.stdout
+    strict = cli("check", "--strict", "--results", "other", "--published",
+                 "published.json", "--experiments",
+                 "multi_turn,single_turn,multi_turn_no_caching", cwd=reproduced)
+    assert strict.returncode == 3
 
 
 def test_a_changed_figure_fails_the_check_by_name(reproduced, published):

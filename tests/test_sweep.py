@@ -127,6 +127,8 @@ def test_v1_sweep_and_comparison(tokens_dir, tmp_path):
          "--v0", "v0", "--v1", "v1", "--base-block-size", "4", "--out", "both"],
         cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+    # The invoke task prints the table; the stage printing it too showed it twice.
+    assert done.stdout == "" and "wrote the comparison to both" in done.stderr
     with open(tmp_path / "both" / "points.csv", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     row = next(r for r in rows if r["capacity_tokens"] == "12")

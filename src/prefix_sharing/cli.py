@@ -15,6 +15,7 @@ from pathlib import Path
 
 from prefix_sharing import check as checking
 from prefix_sharing import conversations, token_store, traces
+from prefix_sharing.datafile import BUNDLED as BUNDLED_DATA
 from prefix_sharing.datafile import bundled_path
 from prefix_sharing.errors import UserError
 from prefix_sharing.experiments import EXPERIMENTS, write_experiment
@@ -36,7 +37,8 @@ from prefix_sharing.tokenizer import OFFLINE_OPT, load_tokenizer
 
 log = logging.getLogger("prefix_sharing")
 
-BUNDLED_DATA = "bundled"
+# Exit status of `check --strict` for results from other data or parameters.
+NOT_COMPARABLE = 3
 ORDER_HELP = ("feed requests as the trace lists them (default; each "
               "conversation's turns in a row, as the study did) or by arrival time")
 
@@ -205,7 +207,9 @@ def run_check(args):
     if args.table:
         with atomic_file(args.table) as handle:
             handle.write(report + "\n")
-    return 1 if outcome == "fail" else 0
+    if outcome == "fail":
+        return 1
+    return NOT_COMPARABLE if outcome == "not comparable" and args.strict else 0
 
 
 def run_sweep(args):
@@ -263,11 +267,12 @@ def run_compare(args):
     rows = compare.compare(v0, v1)
     unit = next(iter(v1.values()))["config"].get("vllm_hit_rate_unit", "tokens")
     table = compare.format_table(rows, unit)
-    print(table)
     write_json(results / "comparison.json", rows)
     with atomic_file(results / "comparison.txt") as handle:
         handle.write(table + "\n")
     compare.plot(rows, results / "plots" / "v0_vs_v1.png")
+    # The invoke task prints the table, also when DVC finds it up to date.
+    log.info("wrote the comparison to %s", results / "comparison.txt")
 
 
 def run_compare_sweep(args):
@@ -280,7 +285,6 @@ def run_compare_sweep(args):
     if not rows:
         raise UserError(f"{args.v0} and {args.v1} share no sweep point to compare")
     table = compare.format_sweep_table(rows)
-    print(table)
     out_dir = Path(args.out)
     check_writable(out_dir)
     write_csv(out_dir / "points.csv", compare.SWEEP_COLUMNS,
@@ -288,6 +292,7 @@ def run_compare_sweep(args):
     with atomic_file(out_dir / "table.txt") as handle:
         handle.write(table + "\n")
     compare.plot_sweeps(rows, args.base_block_size, out_dir)
+    log.info("wrote the comparison to %s", out_dir / "table.txt")
 
 
 def run_bench(args):
@@ -412,6 +417,9 @@ def build_parser():
     stage.add_argument("--table", help="also write the printed table here")
     stage.add_argument("--summary-only", action="store_true",
                        help="print only the last line of the table")
+    stage.add_argument("--strict", action="store_true",
+                       help=f"exit {NOT_COMPARABLE} when the results are not "
+                       "comparable with the study's (other data or parameters)")
     stage.set_defaults(run=run_check)
 
     stage = commands.add_parser(

