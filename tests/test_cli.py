@@ -234,6 +234,25 @@ def test_files_of_one_command_land_together(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.json"]
 
 
+def test_interrupt_just_after_the_temporary_file_is_made(tmp_path, monkeypatch):
+    """The moment a test run once hit: the file existed, its name was not kept."""
+    import tempfile
+
+    from prefix_sharing.outputs import write_json
+
+    make = tempfile.mkstemp
+
+    def make_then_interrupt(*args, **kwargs):
+        made = make(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+        return made
+
+    monkeypatch.setattr(tempfile, "mkstemp", make_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        write_json(tmp_path / "a.json", 1)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_pool_too_large_for_memory_is_refused_at_once(tokenized):
     started = time.monotonic()
     done = cli("replay", "--gpu-blocks", "100000000000", "--out", "huge",

@@ -54,8 +54,16 @@ def atomic_file(path, mode="w"):
 
         raise UserError(f"{path}: not a regular file; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        # Held back until ``tmp`` names the new file, so that an interrupt
+        # cannot leave it behind unnamed.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                       suffix=".tmp")
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         encoding = None if "b" in mode else "utf-8"
         newline = None if "b" in mode else "\n"
         with os.fdopen(fd, mode, encoding=encoding, newline=newline) as handle:
@@ -68,8 +76,9 @@ def atomic_file(path, mode="w"):
         else:
             _pending.append((tmp, path))
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
 
 
