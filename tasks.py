@@ -13,6 +13,8 @@ from pathlib import Path
 from invoke import Collection, task
 from invoke.runners import Local
 
+from prefix_sharing.launcher import interrupt_on_signals
+
 ROOT = Path(__file__).resolve().parent
 # Nothing is ever downloaded at run time: no hub, no telemetry.
 OFFLINE = {
@@ -39,15 +41,10 @@ class ForwardingRunner(Local):
             self.process.send_signal(signal.SIGINT)
 
 
-def _stop_on_sigterm(signum, frame):
-    raise KeyboardInterrupt
-
-
 # invoke passes a KeyboardInterrupt on to the running command. Ctrl-C must
 # raise one even where the parent ignores SIGINT (a job in the background of a
 # script), and SIGTERM goes the same way.
-signal.signal(signal.SIGINT, signal.default_int_handler)
-signal.signal(signal.SIGTERM, _stop_on_sigterm)
+interrupt_on_signals()
 
 
 def _dvc_ready(c):

@@ -17,9 +17,14 @@ def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt
 
 
-def main(argv=None):
+def interrupt_on_signals():
+    """Make Ctrl-C and SIGTERM raise KeyboardInterrupt in this process."""
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+
+
+def main(argv=None):
+    interrupt_on_signals()
     try:
         from prefix_sharing import cli
 
